@@ -1,0 +1,41 @@
+-- Deploy etl:schema to pg
+-- The etl schema and the three roles every grant in the engine is written against.
+
+BEGIN;
+
+CREATE SCHEMA etl;
+COMMENT ON SCHEMA etl IS
+  'Postgres-native ETL orchestrator: job catalog, run history, the engine''s functions. '
+  'Deny by default: roles get USAGE and per-object grants only.';
+
+-- Roles are cluster-wide, so another database of the cluster may already have made them.
+DO $roles$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'etl_viewer') THEN
+    CREATE ROLE etl_viewer NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'etl_operator') THEN
+    CREATE ROLE etl_operator NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'etl_admin') THEN
+    CREATE ROLE etl_admin NOLOGIN;
+  END IF;
+END
+$roles$;
+
+COMMENT ON ROLE etl_viewer IS 'Reads the catalog, run history, logs and metrics of the etl schema.';
+COMMENT ON ROLE etl_operator IS 'etl_viewer plus running, cancelling and retrying jobs.';
+COMMENT ON ROLE etl_admin IS 'etl_operator plus settings and job definitions.';
+
+-- The hierarchy: each role has the rights of the one below.
+GRANT etl_viewer TO etl_operator;
+GRANT etl_operator TO etl_admin;
+
+REVOKE ALL ON SCHEMA etl FROM PUBLIC;
+GRANT USAGE ON SCHEMA etl TO etl_viewer;
+
+-- Functions are not executable by PUBLIC unless a later change grants them on purpose.
+ALTER DEFAULT PRIVILEGES IN SCHEMA etl REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES IN SCHEMA etl GRANT SELECT ON TABLES TO etl_viewer;
+
+COMMIT;

@@ -1,0 +1,8 @@
+-- Revert etl:settings from pg
+
+BEGIN;
+
+DROP TABLE etl.audit_log;
+DROP TABLE etl.settings;
+
+COMMIT;
