@@ -30,6 +30,8 @@ CREATE TABLE etl.jobs (
   backoff_factor       numeric NOT NULL DEFAULT 2
                        CONSTRAINT job_backoff_factor_at_least_one CHECK (backoff_factor >= 1),
   backoff_cap          interval NOT NULL DEFAULT '5 minutes',
+  backoff_jitter       text NOT NULL DEFAULT 'full'
+                       CONSTRAINT job_backoff_jitter_known CHECK (backoff_jitter IN ('full', 'equal', 'none')),
   max_retry_elapsed    interval DEFAULT '1 hour',
   timeout              interval NOT NULL DEFAULT '1 hour'
                        CONSTRAINT job_timeout_positive CHECK (timeout > '0'),
@@ -81,6 +83,7 @@ COMMENT ON COLUMN etl.jobs.role IS 'dimension or fact: in one pipeline run, ever
 COMMENT ON COLUMN etl.jobs.priority IS 'Higher runs first when claims compete; then the oldest runnable run.';
 COMMENT ON COLUMN etl.jobs.max_attempts IS 'Attempts in all, the first included; a transient failure retries until this many.';
 COMMENT ON COLUMN etl.jobs.backoff_base IS 'Delay before the second attempt; grows by backoff_factor per attempt, capped by backoff_cap, with full jitter.';
+COMMENT ON COLUMN etl.jobs.backoff_jitter IS 'full: delay uniform in [0, d]; equal: in [d/2, d]; none: d, where d = min(cap, base * factor^(attempt-1)).';
 COMMENT ON COLUMN etl.jobs.max_retry_elapsed IS 'No retry is scheduled once this much time has passed since the first attempt started; NULL: no limit.';
 COMMENT ON COLUMN etl.jobs.timeout IS 'Execution time limit of one attempt (statement_timeout for sql jobs).';
 COMMENT ON COLUMN etl.jobs.lease_duration IS 'Lease of a claim; NULL takes settings.default_lease_seconds. A runner that stops heartbeating loses its run after this.';
