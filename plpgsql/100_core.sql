@@ -1,0 +1,114 @@
+-- Core internals shared by every engine function: the standby guard, the one place that records a
+-- status change (run_events row + NOTIFY), the lifecycle rule, the global slot pool.
+
+-- GUARD for every engine entry point: a standby cannot take writes, so refuse before doing anything.
+create or replace function etl._assert_primary()
+returns void
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if pg_catalog.pg_is_in_recovery() then
+    raise exception 'etl: this server is a standby (read-only); run engine functions on the primary'
+      using errcode = 'read_only_sql_transaction';
+  end if;
+end;
+$$;
+comment on function etl._assert_primary() is
+  'Raises 25006 on a standby so that an engine function refuses politely instead of failing half-way.';
+
+-- Every status change goes through here: one run_events row, and at most one NOTIFY per
+-- transaction on channel etl_runnable when a run became runnable (payload: that run's id).
+create or replace function etl._record_transition(
+  p_run_id bigint, p_pipeline_run_id bigint, p_from text, p_to text,
+  p_actor text default null, p_detail jsonb default '{}', p_event_type text default 'status')
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  insert into etl.run_events (run_id, pipeline_run_id, event_type, from_status, to_status, actor, detail)
+  values (p_run_id, p_pipeline_run_id, p_event_type, p_from, p_to,
+          coalesce(p_actor, session_user::text), coalesce(p_detail, '{}'));
+  if p_to = 'queued' then
+    perform etl._notify_runnable(p_run_id);
+  end if;
+end;
+$$;
+comment on function etl._record_transition(bigint, bigint, text, text, text, jsonb, text) is
+  'Writes the run_events row of a status change and wakes runners when the run became queued.';
+
+create or replace function etl._notify_runnable(p_run_id bigint)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  -- A commit that holds a NOTIFY serialises with every other such commit: send one per transaction.
+  if pg_catalog.current_setting('etl.notified', true) is distinct from 'on' then
+    perform pg_catalog.set_config('etl.notified', 'on', true);
+    perform pg_catalog.pg_notify('etl_runnable', p_run_id::text);
+  end if;
+end;
+$$;
+comment on function etl._notify_runnable(bigint) is
+  'NOTIFY etl_runnable, payload the id of a run that became runnable; at most once per transaction. '
+  'A hint only: etl.claim() decides, and is correct without any NOTIFY.';
+
+-- The lifecycle as data: which status may follow which.
+create or replace function etl._run_transition_is_legal(p_from text, p_to text)
+returns boolean
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select p_from = p_to or (p_from, p_to) in (
+    ('pending', 'queued'), ('pending', 'skipped'), ('pending', 'cancelled'),
+    ('queued', 'running'), ('queued', 'skipped'), ('queued', 'cancelled'), ('queued', 'pending'),
+    ('running', 'success'), ('running', 'partial_success'), ('running', 'failed'),
+    ('running', 'queued'), ('running', 'cancelled'),
+    -- retry: a run that did not succeed starts a new attempt path
+    ('failed', 'queued'), ('failed', 'pending'), ('skipped', 'queued'), ('skipped', 'pending'),
+    ('cancelled', 'queued'), ('cancelled', 'pending'))
+$$;
+comment on function etl._run_transition_is_legal(text, text) is
+  'The run lifecycle: pending -> queued -> running -> success | partial_success | failed | cancelled, '
+  'running -> queued (retry with backoff), pending/queued -> skipped | cancelled, and failed, '
+  'skipped or cancelled -> queued/pending through etl.retry. success and partial_success are final.';
+
+create or replace function etl._check_run_transition()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if not etl._run_transition_is_legal(old.status, new.status) then
+    raise exception 'run_status_transition_is_legal: run % cannot go from % to %',
+      old.run_id, old.status, new.status
+      using errcode = 'check_violation';
+  end if;
+  return new;
+end;
+$$;
+comment on function etl._check_run_transition() is 'Trigger: refuses an illegal run status change (see etl._run_transition_is_legal).';
+
+-- The global bound is a pool of parallel_jobs slot rows: a claim takes a free one with
+-- SKIP LOCKED, so concurrent claimers never exceed it and never queue behind one counter row.
+create or replace function etl._resize_slots(p_size integer)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  insert into etl.run_slots (slot_no)
+  select g from pg_catalog.generate_series(1, p_size) g
+  on conflict (slot_no) do update set retired = false where etl.run_slots.retired;
+  -- Busy slots above the new size retire and vanish when their run ends.
+  update etl.run_slots set retired = true where slot_no > p_size and not retired;
+  delete from etl.run_slots where slot_no > p_size and run_id is null;
+end;
+$$;
+comment on function etl._resize_slots(integer) is
+  'Makes exactly p_size claimable slots; busy slots above it retire and are removed when freed.';

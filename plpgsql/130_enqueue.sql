@@ -1,0 +1,297 @@
+-- Enqueue: a pipeline run and its runs in one transaction, idempotent on a key.
+
+create or replace function etl._create_pipeline_run(
+  p_job_ids bigint[], p_selection jsonb, p_params jsonb, p_dry_run boolean, p_reason text,
+  p_idempotency_key text, p_mode text, p_transaction_scope text, p_approval jsonb,
+  p_logical_date timestamptz, p_trigger_type text, p_schedule_id bigint,
+  p_correlation_id uuid default null)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_pid bigint;
+  v_job record;
+  v_params jsonb;
+  v_cycle text;
+  v_run bigint;
+  v_single boolean := pg_catalog.cardinality(p_job_ids) = 1;
+  v_known text[];
+  v_key text;
+  v_logical timestamptz := coalesce(p_logical_date, pg_catalog.now());
+begin
+  if p_idempotency_key is not null then
+    select pipeline_run_id into v_pid from etl.pipeline_runs where idempotency_key = p_idempotency_key;
+    if found then
+      return v_pid;
+    end if;
+  end if;
+  if coalesce(pg_catalog.cardinality(p_job_ids), 0) = 0 then
+    raise exception 'the selection % matches no enabled job', p_selection using errcode = 'invalid_parameter_value';
+  end if;
+  if p_mode not in ('incremental', 'full') then
+    raise exception 'mode must be incremental or full, got "%"', p_mode using errcode = 'invalid_parameter_value';
+  end if;
+  if p_transaction_scope not in ('per_procedure', 'per_group') then
+    raise exception 'transaction_scope must be per_procedure or per_group, got "%"', p_transaction_scope
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if pg_catalog.jsonb_typeof(coalesce(p_params, '{}')) <> 'object' then
+    raise exception 'params must be a JSON object, got %', pg_catalog.jsonb_typeof(p_params)
+      using errcode = 'invalid_parameter_value';
+  end if;
+  -- GUARD: a full refresh needs every job's consent and a recorded approval, or nothing is enqueued.
+  if p_mode = 'full' then
+    select pg_catalog.string_agg(slug, ', ' order by slug) into v_key
+      from etl.jobs where job_id = any (p_job_ids) and not allow_full_refresh;
+    if v_key is not null then
+      raise exception 'full refresh is not allowed for job(s) %: set allow_full_refresh first', v_key
+        using errcode = 'insufficient_privilege';
+    end if;
+    if p_approval is null or not coalesce((p_approval ->> 'confirmed')::boolean, false)
+       or coalesce(p_approval ->> 'approver', '') = '' or coalesce(p_approval ->> 'reason', '') = '' then
+      raise exception 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}'
+        using errcode = 'insufficient_privilege';
+    end if;
+  end if;
+  -- GUARD: every pipeline-level parameter belongs to some selected job.
+  if not v_single then
+    select pg_catalog.array_agg(distinct jp.name) into v_known
+      from etl.job_parameters jp where jp.job_id = any (p_job_ids);
+    for v_key in select pg_catalog.jsonb_object_keys(coalesce(p_params, '{}')) loop
+      if v_known is null or not v_key = any (v_known) then
+        raise exception 'parameter "%" is not a parameter of any selected job', v_key
+          using errcode = 'invalid_parameter_value';
+      end if;
+    end loop;
+  end if;
+
+  insert into etl.pipeline_runs (idempotency_key, trigger_type, schedule_id, logical_date, status, mode,
+                                 transaction_scope, dry_run, params, selection, reason,
+                                 full_refresh_confirmed, approved_by, approved_at, approval_reason)
+  values (p_idempotency_key, p_trigger_type, p_schedule_id, v_logical, 'queued', p_mode,
+          p_transaction_scope, p_dry_run, coalesce(p_params, '{}'), coalesce(p_selection, '{}'), p_reason,
+          p_mode = 'full', case when p_mode = 'full' then p_approval ->> 'approver' end,
+          case when p_mode = 'full' then pg_catalog.now() end,
+          case when p_mode = 'full' then p_approval ->> 'reason' end)
+  on conflict do nothing
+  returning pipeline_run_id into v_pid;
+  if v_pid is null then
+    -- A concurrent trigger with the same key (or schedule fire time) won: return its run.
+    select pipeline_run_id into v_pid from etl.pipeline_runs
+     where idempotency_key = p_idempotency_key
+        or (p_trigger_type = 'schedule' and schedule_id = p_schedule_id and logical_date = v_logical)
+     limit 1;
+    return v_pid;
+  end if;
+
+  for v_job in
+    select j.* from etl.jobs j where j.job_id = any (p_job_ids) order by j.job_id
+  loop
+    -- Each job takes the pipeline parameters it declares (all of them when it runs alone).
+    if v_single then
+      v_params := coalesce(p_params, '{}');
+    else
+      select coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}') into v_params
+        from pg_catalog.jsonb_each(coalesce(p_params, '{}')) e
+       where exists (select 1 from etl.job_parameters jp where jp.job_id = v_job.job_id and jp.name = e.key);
+    end if;
+    v_params := etl._validate_params(v_job.job_id, v_params, p_mode);
+    insert into etl.runs (pipeline_run_id, job_id, correlation_id, status, mode, dry_run, params,
+                          parameter_fingerprint, priority, logical_date, scheduled_at, max_attempts,
+                          param_snapshot, group_id, reason)
+    values (v_pid, v_job.job_id, coalesce(case when v_single then p_correlation_id end, pg_catalog.gen_random_uuid()),
+            'pending', p_mode, p_dry_run, v_params, etl.param_fingerprint(v_params), v_job.priority,
+            v_logical, v_logical, v_job.max_attempts, v_params,
+            case when p_transaction_scope = 'per_group'
+                 then (select m.group_id from etl.job_group_members m where m.job_id = v_job.job_id) end,
+            p_reason);
+  end loop;
+
+  -- Edges among the selected jobs: declared ones, plus dimensions before facts (seed 004).
+  insert into etl.run_dependencies (pipeline_run_id, parent_run_id, child_run_id, dependency_type)
+  select v_pid, pr.run_id, cr.run_id, d.dependency_type
+    from etl.job_dependencies d
+    join etl.runs pr on pr.pipeline_run_id = v_pid and pr.job_id = d.parent_job_id
+    join etl.runs cr on cr.pipeline_run_id = v_pid and cr.job_id = d.child_job_id
+  union all
+  select v_pid, pr.run_id, cr.run_id, 'dimension_before_fact'
+    from etl.runs pr join etl.jobs pj on pj.job_id = pr.job_id and pj.role = 'dimension'
+    join etl.runs cr on cr.pipeline_run_id = v_pid
+    join etl.jobs cj on cj.job_id = cr.job_id and cj.role = 'fact'
+   where pr.pipeline_run_id = v_pid
+     and not exists (select 1 from etl.job_dependencies d
+                      where d.parent_job_id = pj.job_id and d.child_job_id = cj.job_id);
+
+  -- GUARD: implied edges must not close a cycle with declared ones (a fact that feeds a dimension).
+  with recursive walk(start_id, run_id, path) as (
+    select d.parent_run_id, d.child_run_id, array[d.parent_run_id, d.child_run_id]
+      from etl.run_dependencies d where d.pipeline_run_id = v_pid
+    union all
+    select w.start_id, d.child_run_id, w.path || d.child_run_id
+      from walk w join etl.run_dependencies d on d.parent_run_id = w.run_id
+     where not d.child_run_id = any (w.path[2:])
+  )
+  select pg_catalog.string_agg(j.slug, ' -> ' order by p.ord) into v_cycle
+    from (select path from walk where run_id = start_id limit 1) c,
+         pg_catalog.unnest(c.path) with ordinality p(run_id, ord)
+    join etl.runs r on r.run_id = p.run_id join etl.jobs j on j.job_id = r.job_id;
+  if v_cycle is not null then
+    raise exception 'dependency_cycle: dimensions-before-facts ordering closes the cycle %', v_cycle
+      using errcode = 'check_violation';
+  end if;
+
+  update etl.pipeline_runs set dependency_snapshot = coalesce((
+    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('parent', pj.slug, 'child', cj.slug, 'type', d.dependency_type)
+                                order by pj.slug, cj.slug)
+      from etl.run_dependencies d
+      join etl.runs pr on pr.run_id = d.parent_run_id join etl.jobs pj on pj.job_id = pr.job_id
+      join etl.runs cr on cr.run_id = d.child_run_id join etl.jobs cj on cj.job_id = cr.job_id
+     where d.pipeline_run_id = v_pid), '[]')
+   where pipeline_run_id = v_pid;
+
+  for v_run in
+    select r.run_id from etl.runs r where r.pipeline_run_id = v_pid
+       and not exists (select 1 from etl.run_dependencies d where d.child_run_id = r.run_id)
+     order by r.run_id
+  loop
+    perform etl._try_release(v_run);
+  end loop;
+  return v_pid;
+end;
+$$;
+comment on function etl._create_pipeline_run(bigint[], jsonb, jsonb, boolean, text, text, text, text, jsonb, timestamptz, text, bigint, uuid) is
+  'Creates a pipeline run with one run per job, their dependency edges (declared and '
+  'dimension-before-fact), and releases the roots; idempotent on the key. Internal.';
+
+create or replace function etl._select_jobs(
+  p_jobs text[], p_tags text[], p_layer text, p_downstream boolean)
+returns bigint[]
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_unknown text;
+  v_disabled text;
+  v_ids bigint[];
+begin
+  select pg_catalog.string_agg(s, ', ') into v_unknown
+    from pg_catalog.unnest(p_jobs) s where not exists (select 1 from etl.jobs j where j.slug = s);
+  if v_unknown is not null then
+    raise exception 'no such job: %', v_unknown using errcode = 'invalid_parameter_value';
+  end if;
+  select pg_catalog.string_agg(slug, ', ') into v_disabled
+    from etl.jobs where slug = any (p_jobs) and not enabled;
+  if v_disabled is not null then
+    raise exception 'job(s) % are disabled: enable them first (etl jobs enable)', v_disabled
+      using errcode = 'object_not_in_prerequisite_state';
+  end if;
+  if p_layer is not null and p_layer not in ('bronze', 'silver', 'gold') then
+    raise exception 'layer must be bronze, silver or gold, got "%"', p_layer using errcode = 'invalid_parameter_value';
+  end if;
+  with recursive chosen(job_id) as (
+    select j.job_id from etl.jobs j
+     where j.slug = any (p_jobs)
+        or (p_layer is not null and j.layer = p_layer and j.enabled)
+        or (p_tags is not null and j.enabled and exists (select 1 from etl.job_tags t
+                                                         where t.job_id = j.job_id and t.tag = any (p_tags)))
+    union
+    select d.child_job_id from etl.job_dependencies d join chosen c on d.parent_job_id = c.job_id
+      join etl.jobs j on j.job_id = d.child_job_id
+     where p_downstream and j.enabled
+  )
+  select pg_catalog.array_agg(job_id order by job_id) into v_ids from chosen;
+  return v_ids;
+end;
+$$;
+comment on function etl._select_jobs(text[], text[], text, boolean) is
+  'Resolves a selection (slugs, tags, layer, optionally the downstream closure) to job ids; '
+  'unknown or disabled named jobs are errors, disabled jobs are left out of tag/layer selections.';
+
+create or replace function etl.trigger_pipeline(
+  jobs text[] default null, tags text[] default null, layer text default null,
+  downstream boolean default false, params jsonb default '{}', dry_run boolean default false,
+  reason text default null, idempotency_key text default null, mode text default 'incremental',
+  transaction_scope text default 'per_procedure', approval jsonb default null,
+  logical_date timestamptz default null)
+returns bigint
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_pid bigint;
+  v_selection jsonb;
+begin
+  perform etl._assert_primary();
+  if trigger_pipeline.jobs is null and trigger_pipeline.tags is null and trigger_pipeline.layer is null then
+    raise exception 'select jobs by jobs, tags or layer' using errcode = 'invalid_parameter_value';
+  end if;
+  v_selection := pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+    'jobs', trigger_pipeline.jobs, 'tags', trigger_pipeline.tags, 'layer', trigger_pipeline.layer,
+    'downstream', trigger_pipeline.downstream));
+  v_pid := etl._create_pipeline_run(
+    etl._select_jobs(trigger_pipeline.jobs, trigger_pipeline.tags, trigger_pipeline.layer, trigger_pipeline.downstream),
+    v_selection, trigger_pipeline.params, trigger_pipeline.dry_run, trigger_pipeline.reason,
+    trigger_pipeline.idempotency_key, trigger_pipeline.mode, trigger_pipeline.transaction_scope,
+    trigger_pipeline.approval, trigger_pipeline.logical_date, 'manual', null);
+  insert into etl.audit_log (action, target_type, target_id, reason, details)
+  values ('trigger_pipeline', 'pipeline_run', v_pid::text, trigger_pipeline.reason,
+          v_selection || pg_catalog.jsonb_build_object('params', trigger_pipeline.params,
+            'dry_run', trigger_pipeline.dry_run, 'mode', trigger_pipeline.mode, 'approval', trigger_pipeline.approval));
+  return v_pid;
+end;
+$$;
+comment on function etl.trigger_pipeline(text[], text[], text, boolean, jsonb, boolean, text, text, text, text, jsonb, timestamptz) is
+  'Triggers a pipeline run of the jobs selected by slugs, tags or layer (plus their downstream '
+  'closure when downstream), all runs created in one transaction and pending until their upstream '
+  'in the run succeeded; dimensions run before facts. Idempotent on idempotency_key. mode full '
+  'needs approval => {"confirmed": true, "approver": ..., "reason": ...}. Returns the pipeline run id.';
+
+create or replace function etl.run_job(
+  job text, params jsonb default '{}', dry_run boolean default false, reason text default null,
+  downstream boolean default false, correlation_id uuid default null, mode text default 'incremental',
+  approval jsonb default null, logical_date timestamptz default null)
+returns bigint
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_run bigint;
+  v_pid bigint;
+  v_job_id bigint;
+begin
+  perform etl._assert_primary();
+  -- Idempotent: the same correlation id returns the run it created before.
+  if run_job.correlation_id is not null then
+    select r.run_id into v_run from etl.runs r where r.correlation_id = run_job.correlation_id;
+    if found then
+      return v_run;
+    end if;
+  end if;
+  v_pid := etl._create_pipeline_run(
+    etl._select_jobs(array[run_job.job], null, null, run_job.downstream),
+    pg_catalog.jsonb_build_object('jobs', array[run_job.job], 'downstream', run_job.downstream),
+    run_job.params, run_job.dry_run, run_job.reason,
+    case when run_job.correlation_id is not null then 'run:' || run_job.correlation_id::text end,
+    run_job.mode, 'per_procedure', run_job.approval, run_job.logical_date, 'manual', null,
+    run_job.correlation_id);
+  select j.job_id into v_job_id from etl.jobs j where j.slug = run_job.job;
+  select r.run_id into v_run from etl.runs r where r.pipeline_run_id = v_pid and r.job_id = v_job_id;
+  insert into etl.audit_log (action, target_type, target_id, reason, details)
+  values ('run_job', 'run', v_run::text, run_job.reason,
+          pg_catalog.jsonb_build_object('job', run_job.job, 'params', run_job.params, 'dry_run', run_job.dry_run,
+                                        'downstream', run_job.downstream, 'mode', run_job.mode,
+                                        'pipeline_run_id', v_pid, 'approval', run_job.approval));
+  return v_run;
+end;
+$$;
+comment on function etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz) is
+  'Runs one job on demand (with its downstream closure when downstream) in a new pipeline run. '
+  'params are validated against the job''s parameter schema, defaults filled in, and fingerprinted '
+  '(with downstream, each job takes the parameters it declares). '
+  'Idempotent: the same correlation_id returns the existing run. A job whose parents are outside '
+  'the pipeline run waits for their latest runs to succeed (up to its upstream wait limit). '
+  'Returns the run id of the named job.';

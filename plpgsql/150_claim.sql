@@ -1,0 +1,163 @@
+-- Claim and heartbeat: hand runnable runs to a runner under the global bound and the
+-- concurrency keys, each with a lease and a fencing token (the attempt id).
+
+create or replace function etl.claim(worker text, max_runs integer default 1)
+returns table (
+  run_id bigint, token bigint, attempt_no integer, pipeline_run_id bigint, job_id bigint,
+  job_slug text, kind text, target text, params jsonb, cursor jsonb, dry_run boolean, mode text,
+  logical_date timestamptz, correlation_id uuid, max_attempts integer, timeout_ms bigint,
+  lease_expires_at timestamptz, items_source jsonb, item_concurrency integer, group_id bigint)
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_cand record;
+  v_slot integer;
+  v_lock_key text;
+  v_pool text;
+  v_lease interval;
+  v_attempt bigint;
+  v_attempt_no integer;
+  v_claimed integer := 0;
+  v_default_lease float8;
+begin
+  perform etl._assert_primary();
+  if claim.worker is null or claim.worker = '' then
+    raise exception 'worker must name the runner (a unique id)' using errcode = 'invalid_parameter_value';
+  end if;
+  if claim.max_runs is null or claim.max_runs < 1 then
+    raise exception 'max_runs must be at least 1, got %', claim.max_runs using errcode = 'invalid_parameter_value';
+  end if;
+  select (s.value #>> '{}')::float8 into v_default_lease from etl.settings s where s.name = 'default_lease_seconds';
+
+  -- Highest priority first, then the oldest; rows another claimer holds are skipped, not waited for.
+  for v_cand in
+    select r.run_id, r.job_id, r.pipeline_run_id, r.parameter_fingerprint, r.attempt_count, r.params,
+           r.dry_run, r.mode, r.logical_date, r.correlation_id, r.max_attempts, r.group_id,
+           j.slug, j.kind, j.target, j.timeout, j.lease_duration, j.concurrency_key, j.concurrency_limit,
+           j.items_source, j.item_concurrency, j.supports_incremental
+      from etl.runs r join etl.jobs j on j.job_id = r.job_id
+     where r.status = 'queued' and r.next_attempt_at <= pg_catalog.now()
+     order by r.priority desc, r.next_attempt_at, r.run_id
+     limit claim.max_runs * 4
+       for update of r skip locked
+  loop
+    exit when v_claimed >= claim.max_runs;
+    -- The global bound: a free slot, or nothing more can run now.
+    select s.slot_no into v_slot from etl.run_slots s
+     where s.run_id is null and not s.retired
+     limit 1 for update skip locked;
+    exit when v_slot is null;
+    -- The concurrency key: the first free slot of its pool, or this run waits.
+    v_pool := coalesce(v_cand.concurrency_key, v_cand.slug || ':' || v_cand.parameter_fingerprint);
+    v_lease := coalesce(v_cand.lease_duration, pg_catalog.make_interval(secs => v_default_lease));
+    v_lock_key := null;
+    for k in 1 .. v_cand.concurrency_limit loop
+      insert into etl.job_locks (concurrency_key, pool_key, slot_no, job_id, run_id, holder, expires_at)
+      values (case when k = 1 then v_pool else v_pool || '#' || k end, v_pool, k, v_cand.job_id,
+              v_cand.run_id, claim.worker, pg_catalog.now() + v_lease)
+      on conflict (concurrency_key) where status = 'active' do nothing
+      returning concurrency_key into v_lock_key;
+      exit when v_lock_key is not null;
+    end loop;
+    continue when v_lock_key is null;
+
+    v_attempt_no := v_cand.attempt_count + 1;
+    insert into etl.run_attempts (run_id, attempt_no, worker_id, lease_expires_at, run_slot)
+    values (v_cand.run_id, v_attempt_no, claim.worker, pg_catalog.now() + v_lease, v_slot)
+    returning attempt_id into v_attempt;
+    update etl.job_locks set attempt_id = v_attempt where concurrency_key = v_lock_key and status = 'active';
+    update etl.run_slots set run_id = v_cand.run_id, claimed_at = pg_catalog.now() where slot_no = v_slot;
+    update etl.runs r
+       set status = 'running', attempt_count = v_attempt_no,
+           started_at = coalesce(r.started_at, pg_catalog.now())
+     where r.run_id = v_cand.run_id;
+    perform etl._record_transition(v_cand.run_id, v_cand.pipeline_run_id, 'queued', 'running', claim.worker,
+                                   pg_catalog.jsonb_build_object('attempt_no', v_attempt_no, 'token', v_attempt));
+    update etl.pipeline_runs p set status = 'running', started_at = coalesce(p.started_at, pg_catalog.now())
+     where p.pipeline_run_id = v_cand.pipeline_run_id and p.status = 'queued';
+
+    run_id := v_cand.run_id; token := v_attempt; attempt_no := v_attempt_no;
+    pipeline_run_id := v_cand.pipeline_run_id; job_id := v_cand.job_id; job_slug := v_cand.slug;
+    kind := v_cand.kind; target := v_cand.target; params := v_cand.params;
+    cursor := case when v_cand.supports_incremental then
+                (select pg_catalog.jsonb_build_object('strategy', c.strategy, 'value', c.cursor_value,
+                                                      'tiebreak', c.tiebreak_value, 'metadata', c.metadata)
+                   from etl.cursors c
+                  where c.job_id = v_cand.job_id and c.param_hash = v_cand.parameter_fingerprint) end;
+    dry_run := v_cand.dry_run; mode := v_cand.mode; logical_date := v_cand.logical_date;
+    correlation_id := v_cand.correlation_id; max_attempts := v_cand.max_attempts;
+    timeout_ms := (extract(epoch from v_cand.timeout) * 1000)::bigint;
+    lease_expires_at := pg_catalog.now() + v_lease;
+    items_source := v_cand.items_source; item_concurrency := v_cand.item_concurrency;
+    group_id := v_cand.group_id;
+    v_claimed := v_claimed + 1;
+    return next;
+  end loop;
+end;
+$$;
+comment on function etl.claim(text, integer) is
+  'Claims up to max_runs runnable runs for runner worker: highest priority, then oldest; never more '
+  'running than settings.parallel_jobs (a slot pool), never two active locks on one concurrency key '
+  '(default key: job slug and parameter fingerprint; a pool of concurrency_limit slots per key). '
+  'Writes the attempt row and returns what the runner needs, with token (the attempt id, a fencing '
+  'token for heartbeat and finish) and lease_expires_at. FOR UPDATE SKIP LOCKED: claimers never wait '
+  'on each other.';
+
+create or replace function etl._lock_current_attempt(p_run_id bigint, p_token bigint)
+returns etl.runs
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_run etl.runs;
+  v_current bigint;
+begin
+  select r.* into v_run from etl.runs r where r.run_id = p_run_id for update;
+  if not found then
+    raise exception 'run % does not exist', p_run_id using errcode = 'invalid_parameter_value';
+  end if;
+  select a.attempt_id into v_current from etl.run_attempts a
+   where a.run_id = p_run_id and a.attempt_no = v_run.attempt_count;
+  -- GUARD: only the current attempt of a running run may report (fencing).
+  if v_run.status <> 'running' or v_current is distinct from p_token then
+    raise exception 'stale_token: run % is % and its current attempt token is %, not %',
+      p_run_id, v_run.status, coalesce(v_current::text, 'none'), p_token
+      using errcode = 'ETL01', hint = 'the lease was lost or the run was reported already; drop this result';
+  end if;
+  return v_run;
+end;
+$$;
+comment on function etl._lock_current_attempt(bigint, bigint) is
+  'Locks a running run and checks that token is its current attempt; raises ETL01 stale_token otherwise.';
+
+create or replace function etl.heartbeat(run_id bigint, token bigint)
+returns jsonb
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_run etl.runs;
+  v_lease interval;
+  v_expires timestamptz;
+begin
+  perform etl._assert_primary();
+  v_run := etl._lock_current_attempt(heartbeat.run_id, heartbeat.token);
+  select coalesce(j.lease_duration,
+                  pg_catalog.make_interval(secs => (select (s.value #>> '{}')::float8 from etl.settings s
+                                                     where s.name = 'default_lease_seconds')))
+    into v_lease from etl.jobs j where j.job_id = v_run.job_id;
+  v_expires := pg_catalog.now() + v_lease;
+  update etl.job_locks l set expires_at = v_expires
+   where l.attempt_id = heartbeat.token and l.status = 'active';
+  update etl.run_attempts a set lease_expires_at = v_expires where a.attempt_id = heartbeat.token;
+  return pg_catalog.jsonb_build_object('lease_expires_at', v_expires,
+                                       'cancel_requested', v_run.cancel_requested_at is not null);
+end;
+$$;
+comment on function etl.heartbeat(bigint, bigint) is
+  'Extends the lease (lock and attempt) of a running run held with token; returns '
+  '{"lease_expires_at": ..., "cancel_requested": bool}: a runner that sees cancel_requested stops '
+  'the work and finishes the run as cancelled. A stale token raises ETL01.';

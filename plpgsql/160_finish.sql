@@ -1,0 +1,303 @@
+-- Finish: record an attempt's outcome; success releases children and advances the cursor, a
+-- transient failure retries after backoff, a permanent one fails the run and skips its descendants.
+
+create or replace function etl.classify_error(
+  job_id bigint, category text, error_type text default null, sqlstate text default null,
+  http_status integer default null, hint boolean default null)
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  -- The most specific rule wins; a job's own rule beats the global one at the same specificity.
+  select coalesce(
+    (select c.is_transient from etl.error_classes c
+      where (c.job_id = classify_error.job_id or c.job_id is null)
+        and (c.category is null or c.category = classify_error.category)
+        and ((c.match_kind = 'error_type' and c.match_value = classify_error.error_type)
+          or (c.match_kind = 'sqlstate' and c.match_value = classify_error.sqlstate)
+          or (c.match_kind = 'http_status' and c.match_value = classify_error.http_status::text)
+          or (c.match_kind = 'sqlstate_class' and c.match_value = pg_catalog.left(classify_error.sqlstate, 2))
+          or (c.match_kind = 'http_class' and c.match_value = pg_catalog.left(classify_error.http_status::text, 1) || 'xx'))
+      order by case c.match_kind when 'error_type' then 1 when 'sqlstate' then 2 when 'http_status' then 3
+                                 when 'sqlstate_class' then 4 when 'http_class' then 5 end,
+               c.job_id is null
+      limit 1),
+    classify_error.hint,
+    (select c.is_transient from etl.error_classes c
+      where (c.job_id = classify_error.job_id or c.job_id is null)
+        and c.match_kind = 'category' and c.match_value = classify_error.category
+      order by c.job_id is null limit 1),
+    false)
+$$;
+comment on function etl.classify_error(bigint, text, text, text, integer, boolean) is
+  'Is this failure transient? Looks up etl.error_classes: error_type, then SQLSTATE, HTTP status, '
+  'SQLSTATE class, HTTP class (a job''s rule before the global one); then the runner''s hint; then '
+  'the category''s default; permanent when nothing matches.';
+
+create or replace function etl.backoff_ms(run_id bigint, attempt_no integer)
+returns bigint
+language sql
+stable
+set search_path = ''
+as $$
+  -- d = min(cap, base * factor^(attempt-1)); jitter from a hash of (run, attempt), so it is predictable.
+  select case j.backoff_jitter
+           when 'none' then d.ms
+           when 'equal' then (d.ms / 2 + pg_catalog.floor((d.ms - d.ms / 2 + 1) * h.frac))::bigint
+           else pg_catalog.floor((d.ms + 1) * h.frac)::bigint
+         end
+    from etl.runs r join etl.jobs j on j.job_id = r.job_id
+    cross join lateral (select least(
+                          extract(epoch from j.backoff_cap) * 1000,
+                          extract(epoch from j.backoff_base) * 1000
+                            * pg_catalog.power(j.backoff_factor, greatest(backoff_ms.attempt_no - 1, 0))
+                        )::bigint as ms) d
+    cross join lateral (select ('x' || pg_catalog.left(pg_catalog.md5(backoff_ms.run_id || ':' || backoff_ms.attempt_no), 8))::bit(32)::bigint
+                               / 4294967296.0 as frac) h
+   where r.run_id = backoff_ms.run_id
+$$;
+comment on function etl.backoff_ms(bigint, integer) is
+  'Delay before the attempt after attempt_no: d = min(backoff_cap, backoff_base * backoff_factor^(attempt_no-1)) '
+  'with the job''s jitter (full: [0, d], equal: [d/2, d], none: d). The jitter is derived from '
+  'md5(run_id:attempt_no), so the same run and attempt always get the same delay.';
+
+create or replace function etl._finish(p_run etl.runs, p_token bigint, p_outcome jsonb, p_actor text)
+returns text
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_status text := p_outcome ->> 'status';
+  v_category text := p_outcome ->> 'error_category';
+  v_transient boolean;
+  v_job etl.jobs;
+  v_attempt etl.run_attempts;
+  v_delay bigint;
+  v_next timestamptz;
+  v_final text;
+  v_now timestamptz := pg_catalog.now();
+  v_skipped integer;
+  v_cursor jsonb := p_outcome -> 'cursor';
+begin
+  if v_status is null or v_status not in ('success', 'partial_success', 'failed', 'cancelled') then
+    raise exception 'outcome.status must be success, partial_success, failed or cancelled, got %',
+      coalesce(pg_catalog.quote_literal(v_status), 'nothing') using errcode = 'invalid_parameter_value';
+  end if;
+  if v_status = 'failed' and (v_category is null or v_category not in ('API', 'DB', 'DATA', 'SYSTEM')) then
+    raise exception 'outcome.error_category must be API, DB, DATA or SYSTEM for a failure, got %',
+      coalesce(pg_catalog.quote_literal(v_category), 'nothing') using errcode = 'invalid_parameter_value';
+  end if;
+  select j.* into v_job from etl.jobs j where j.job_id = p_run.job_id;
+
+  if v_status = 'failed' then
+    v_transient := etl.classify_error(p_run.job_id, v_category, p_outcome ->> 'error_type',
+                                      p_outcome ->> 'sqlstate', (p_outcome ->> 'http_status')::integer,
+                                      (p_outcome ->> 'is_transient')::boolean);
+  end if;
+
+  update etl.run_attempts a
+     set status = v_status, ended_at = v_now,
+         duration_ms = (extract(epoch from v_now - a.started_at) * 1000)::bigint,
+         error_category = case when v_status <> 'success' then v_category end,
+         is_transient = v_transient,
+         error_type = p_outcome ->> 'error_type', error_message = p_outcome ->> 'message',
+         error_detail = p_outcome -> 'error_detail',
+         records_read = (p_outcome ->> 'records_read')::bigint,
+         records_written = (p_outcome ->> 'records_written')::bigint,
+         page_count = (p_outcome ->> 'page_count')::integer,
+         rows_affected = (p_outcome ->> 'rows_affected')::bigint,
+         metrics = coalesce(p_outcome -> 'metrics', '{}')
+   where a.attempt_id = p_token
+  returning a.* into v_attempt;
+
+  -- The lock and the slot go back in the same transaction as the outcome.
+  delete from etl.job_locks l where l.attempt_id = p_token;
+  update etl.run_slots s set run_id = null, claimed_at = null where s.slot_no = v_attempt.run_slot;
+  delete from etl.run_slots s where s.slot_no = v_attempt.run_slot and s.retired;
+
+  -- A transient failure with attempts and time left goes back to the queue after a backoff.
+  if v_status = 'failed' and v_transient and p_run.attempt_count < p_run.max_attempts then
+    v_delay := etl.backoff_ms(p_run.run_id, p_run.attempt_count);
+    v_next := v_now + pg_catalog.make_interval(secs => v_delay / 1000.0);
+    if v_job.max_retry_elapsed is null or v_next - p_run.started_at <= v_job.max_retry_elapsed then
+      update etl.run_attempts a set backoff_ms = v_delay, next_attempt_at = v_next where a.attempt_id = p_token;
+      update etl.runs r
+         set status = 'queued', queued_at = v_now, next_attempt_at = v_next,
+             error_category = v_category, is_transient = true,
+             error_type = p_outcome ->> 'error_type', error_message = p_outcome ->> 'message'
+       where r.run_id = p_run.run_id;
+      perform etl._record_transition(p_run.run_id, p_run.pipeline_run_id, 'running', 'queued', p_actor,
+        pg_catalog.jsonb_build_object('attempt_no', p_run.attempt_count, 'backoff_ms', v_delay,
+                                      'next_attempt_at', v_next, 'error_category', v_category,
+                                      'error_type', p_outcome ->> 'error_type'),
+        'retry_scheduled');
+      return 'queued';
+    end if;
+  end if;
+
+  update etl.runs r
+     set status = v_status, ended_at = v_now,
+         duration_ms = (extract(epoch from v_now - r.started_at) * 1000)::bigint,
+         error_category = case when v_status in ('failed', 'partial_success') then v_category end,
+         is_transient = v_transient,
+         error_type = case when v_status <> 'success' then p_outcome ->> 'error_type' end,
+         error_message = case when v_status <> 'success' then p_outcome ->> 'message' end,
+         next_attempt_at = null,
+         records_read = (p_outcome ->> 'records_read')::bigint,
+         records_written = (p_outcome ->> 'records_written')::bigint,
+         page_count = (p_outcome ->> 'page_count')::integer,
+         rows_affected = (p_outcome ->> 'rows_affected')::bigint,
+         metrics = coalesce(p_outcome -> 'metrics', r.metrics),
+         lineage = coalesce(p_outcome -> 'lineage', r.lineage),
+         sql_executed = coalesce(p_outcome ->> 'sql_executed', r.sql_executed)
+   where r.run_id = p_run.run_id;
+  perform etl._record_transition(p_run.run_id, p_run.pipeline_run_id, 'running', v_status, p_actor,
+    pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+      'attempt_no', p_run.attempt_count, 'error_category', v_category, 'is_transient', v_transient,
+      'error_type', p_outcome ->> 'error_type')));
+
+  if v_status in ('success', 'partial_success') then
+    -- The cursor advances with the success, exactly once, never on a dry run, never backwards.
+    if v_job.supports_incremental and not p_run.dry_run then
+      perform etl._advance_cursor(v_job, p_run, v_cursor);
+    end if;
+    perform etl._release_children(p_run.run_id, p_run.job_id, p_run.pipeline_run_id);
+    update etl.alert_events e set status = 'resolved', resolved_at = v_now, resolved_by = 'engine: next success'
+     where e.dedupe_key = 'run_failed:' || v_job.slug and e.status <> 'resolved';
+  else
+    v_skipped := etl._skip_descendants(p_run.run_id,
+      pg_catalog.format('upstream %s run %s %s', v_job.slug, p_run.run_id, v_status));
+    if v_status = 'failed' then
+      perform etl._raise_run_failed_alert(v_job, p_run, v_category, p_outcome ->> 'message', v_skipped);
+    end if;
+  end if;
+  perform etl._finalize_pipeline(p_run.pipeline_run_id);
+  return v_status;
+end;
+$$;
+comment on function etl._finish(etl.runs, bigint, jsonb, text) is
+  'Records the outcome of the current attempt of a locked running run. Internal: etl.finish and the '
+  'lease reaper call it.';
+
+create or replace function etl._advance_cursor(p_job etl.jobs, p_run etl.runs, p_cursor jsonb)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_value timestamptz;
+begin
+  v_value := case p_job.incremental_strategy
+               when 'last_run' then p_run.logical_date
+               else (p_cursor ->> 'value')::timestamptz end;
+  if v_value is null then
+    return;
+  end if;
+  insert into etl.cursors as c (job_id, param_hash, params, strategy, cursor_value, tiebreak_value,
+                                metadata, last_run_id, advance_count)
+  values (p_job.job_id, p_run.parameter_fingerprint, p_run.params, p_job.incremental_strategy, v_value,
+          p_cursor ->> 'tiebreak', coalesce(p_cursor -> 'metadata', '{}'), p_run.run_id, 1)
+  on conflict (job_id, param_hash) do update
+     set cursor_value = case when p_run.mode = 'full' then excluded.cursor_value
+                             else greatest(c.cursor_value, excluded.cursor_value) end,
+         tiebreak_value = case
+                            when p_run.mode = 'full' or excluded.cursor_value > c.cursor_value then excluded.tiebreak_value
+                            when excluded.cursor_value = c.cursor_value
+                              then greatest(c.tiebreak_value, excluded.tiebreak_value)
+                            else c.tiebreak_value end,
+         metadata = c.metadata || excluded.metadata,
+         last_run_id = excluded.last_run_id,
+         advance_count = c.advance_count + 1,
+         updated_at = pg_catalog.now();
+end;
+$$;
+comment on function etl._advance_cursor(etl.jobs, etl.runs, jsonb) is
+  'Moves the (job, parameter fingerprint) cursor forward: modified_date takes the reported value and '
+  'tie-break key, last_run the run''s logical date; never backwards except in a full refresh.';
+
+create or replace function etl._raise_run_failed_alert(
+  p_job etl.jobs, p_run etl.runs, p_category text, p_message text, p_skipped integer)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_alert bigint;
+  v_rule bigint;
+begin
+  select r.rule_id into v_rule from etl.alert_rules r
+   where r.rule_type = 'run_failed' and r.enabled and (r.job_id = p_job.job_id or r.job_id is null)
+   order by r.job_id is null limit 1;
+  -- One open alert per job while it keeps failing; a repeat counts as an occurrence.
+  insert into etl.alert_events as e (rule_id, run_id, job_id, dedupe_key, severity, title, message, details)
+  values (v_rule, p_run.run_id, p_job.job_id, 'run_failed:' || p_job.slug, 'critical',
+          pg_catalog.format('%s failed (%s)', p_job.slug, p_category), p_message,
+          pg_catalog.jsonb_build_object('run_id', p_run.run_id, 'pipeline_run_id', p_run.pipeline_run_id,
+                                        'attempts', p_run.attempt_count, 'skipped_descendants', p_skipped))
+  on conflict (dedupe_key) where status <> 'resolved' do update
+     set occurrences = e.occurrences + 1, last_seen_at = pg_catalog.now(), run_id = excluded.run_id,
+         message = excluded.message, details = excluded.details
+  returning e.alert_event_id into v_alert;
+  insert into etl.alert_deliveries (alert_event_id, channel_id)
+  select v_alert, rc.channel_id from etl.alert_rule_channels rc
+    join etl.alert_channels ch on ch.channel_id = rc.channel_id and ch.enabled
+   where rc.rule_id = v_rule;
+end;
+$$;
+comment on function etl._raise_run_failed_alert(etl.jobs, etl.runs, text, text, integer) is
+  'Records (or counts again) the open run_failed alert of a job and queues its deliveries.';
+
+create or replace function etl.finish(run_id bigint, token bigint, outcome jsonb)
+returns text
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_run etl.runs;
+begin
+  perform etl._assert_primary();
+  v_run := etl._lock_current_attempt(finish.run_id, finish.token);
+  return etl._finish(v_run, finish.token, finish.outcome,
+                     (select a.worker_id from etl.run_attempts a where a.attempt_id = finish.token));
+end;
+$$;
+comment on function etl.finish(bigint, bigint, jsonb) is
+  'Reports the outcome of a claimed run: outcome = {"status": success|partial_success|failed|cancelled, '
+  '"error_category": API|DB|DATA|SYSTEM, "error_type", "message", "sqlstate", "http_status", '
+  '"is_transient" (a hint; etl.error_classes decides), "records_read", "records_written", '
+  '"page_count", "rows_affected", "metrics": {}, "cursor": {"value", "tiebreak", "metadata"}, '
+  '"lineage": {}, "sql_executed"}. Refuses a stale token (ETL01). Returns the run''s new status: '
+  'queued when a retry was scheduled.';
+
+create or replace function etl.finish_many(reports jsonb)
+returns table (run_id bigint, status text)
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_report jsonb;
+  v_run etl.runs;
+begin
+  perform etl._assert_primary();
+  if pg_catalog.jsonb_typeof(finish_many.reports) <> 'array' then
+    raise exception 'reports must be a JSON array of {"run_id", "token", "outcome"}'
+      using errcode = 'invalid_parameter_value';
+  end if;
+  -- In run id order, so two batches never lock the same runs in opposite orders.
+  for v_report in
+    select e from pg_catalog.jsonb_array_elements(finish_many.reports) e order by (e ->> 'run_id')::bigint
+  loop
+    v_run := etl._lock_current_attempt((v_report ->> 'run_id')::bigint, (v_report ->> 'token')::bigint);
+    run_id := v_run.run_id;
+    status := etl._finish(v_run, (v_report ->> 'token')::bigint, v_report -> 'outcome',
+                          (select a.worker_id from etl.run_attempts a where a.attempt_id = (v_report ->> 'token')::bigint));
+    return next;
+  end loop;
+end;
+$$;
+comment on function etl.finish_many(jsonb) is
+  'etl.finish for many runs in one transaction (one commit): reports = [{"run_id", "token", "outcome"}, ...]. '
+  'All or nothing: a stale token anywhere refuses the whole batch.';

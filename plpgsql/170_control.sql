@@ -1,0 +1,250 @@
+-- Operator controls: cancel, retry, settings, and the runner's wake-up time.
+
+create or replace function etl.cancel(run_id bigint, reason text)
+returns text
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_run etl.runs;
+begin
+  perform etl._assert_primary();
+  if coalesce(cancel.reason, '') = '' then
+    raise exception 'reason is required to cancel a run' using errcode = 'invalid_parameter_value';
+  end if;
+  select r.* into v_run from etl.runs r where r.run_id = cancel.run_id for update;
+  if not found then
+    raise exception 'run % does not exist', cancel.run_id using errcode = 'invalid_parameter_value';
+  end if;
+  insert into etl.audit_log (action, target_type, target_id, reason, details)
+  values ('cancel', 'run', cancel.run_id::text, cancel.reason, pg_catalog.jsonb_build_object('status', v_run.status));
+  if v_run.status in ('pending', 'queued') then
+    update etl.runs r set status = 'cancelled', ended_at = pg_catalog.now(), skip_reason = cancel.reason
+     where r.run_id = cancel.run_id;
+    perform etl._record_transition(cancel.run_id, v_run.pipeline_run_id, v_run.status, 'cancelled', null,
+                                   pg_catalog.jsonb_build_object('reason', cancel.reason));
+    perform etl._skip_descendants(cancel.run_id, pg_catalog.format('upstream run %s cancelled', cancel.run_id));
+    perform etl._finalize_pipeline(v_run.pipeline_run_id);
+    return 'cancelled';
+  elsif v_run.status = 'running' then
+    -- The runner sees it on its next heartbeat and finishes the run as cancelled.
+    update etl.runs r set cancel_requested_at = pg_catalog.now() where r.run_id = cancel.run_id;
+    perform etl._record_transition(cancel.run_id, v_run.pipeline_run_id, 'running', 'running', null,
+                                   pg_catalog.jsonb_build_object('reason', cancel.reason), 'cancel_requested');
+    return 'cancel_requested';
+  end if;
+  return v_run.status;
+end;
+$$;
+comment on function etl.cancel(bigint, text) is
+  'Cancels a run: pending or queued runs at once (their descendants are skipped), running ones are '
+  'marked for cancellation and stopped by their runner at the next heartbeat. Audited; returns '
+  'cancelled, cancel_requested, or the run''s unchanged final status.';
+
+create or replace function etl.cancel_pipeline(pipeline_run_id bigint, reason text)
+returns integer
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_run bigint;
+  v_count integer := 0;
+begin
+  perform etl._assert_primary();
+  for v_run in
+    select r.run_id from etl.runs r
+     where r.pipeline_run_id = cancel_pipeline.pipeline_run_id and r.status in ('pending', 'queued', 'running')
+     order by r.run_id
+  loop
+    if etl.cancel(v_run, cancel_pipeline.reason) in ('cancelled', 'cancel_requested') then
+      v_count := v_count + 1;
+    end if;
+  end loop;
+  return v_count;
+end;
+$$;
+comment on function etl.cancel_pipeline(bigint, text) is
+  'Cancels every unfinished run of a pipeline run (see etl.cancel); returns how many were cancelled or marked.';
+
+create or replace function etl._reopen_run(p_run etl.runs, p_reason text, p_as_root boolean)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_to text;
+  v_attempts integer;
+begin
+  select j.max_attempts into v_attempts from etl.jobs j where j.job_id = p_run.job_id;
+  v_to := case when p_as_root then 'queued' else 'pending' end;
+  update etl.runs r
+     set status = v_to, ended_at = null, duration_ms = null,
+         queued_at = case when p_as_root then pg_catalog.now() end,
+         next_attempt_at = case when p_as_root then pg_catalog.now() end,
+         max_attempts = r.attempt_count + v_attempts, wait_until = null, cancel_requested_at = null,
+         error_category = null, is_transient = null, error_type = null, error_message = null, skip_reason = null
+   where r.run_id = p_run.run_id;
+  perform etl._record_transition(p_run.run_id, p_run.pipeline_run_id, p_run.status, v_to, null,
+                                 pg_catalog.jsonb_build_object('retry', true, 'reason', p_reason));
+end;
+$$;
+comment on function etl._reopen_run(etl.runs, text, boolean) is
+  'Starts a new attempt path for a run that did not succeed: a fresh budget of max_attempts.';
+
+create or replace function etl.retry(run_id bigint, reason text)
+returns integer
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_run etl.runs;
+  v_child etl.runs;
+  v_count integer := 1;
+begin
+  perform etl._assert_primary();
+  if coalesce(retry.reason, '') = '' then
+    raise exception 'reason is required to retry a run' using errcode = 'invalid_parameter_value';
+  end if;
+  select r.* into v_run from etl.runs r where r.run_id = retry.run_id for update;
+  if not found then
+    raise exception 'run % does not exist', retry.run_id using errcode = 'invalid_parameter_value';
+  end if;
+  if v_run.status not in ('failed', 'cancelled', 'skipped') then
+    raise exception 'run % is %: only failed, cancelled or skipped runs can be retried', retry.run_id, v_run.status
+      using errcode = 'object_not_in_prerequisite_state';
+  end if;
+  update etl.pipeline_runs p set status = 'running', ended_at = null
+   where p.pipeline_run_id = v_run.pipeline_run_id;
+  perform etl._reopen_run(v_run, retry.reason, false);
+  perform etl._try_release(retry.run_id);
+  -- Its descendants that were skipped because of it wait again.
+  for v_child in
+    with recursive down(run_id) as (
+      select d.child_run_id from etl.run_dependencies d where d.parent_run_id = retry.run_id
+      union
+      select d.child_run_id from etl.run_dependencies d join down on d.parent_run_id = down.run_id
+    )
+    select r.* from etl.runs r join down using (run_id) where r.status = 'skipped' order by r.run_id for update of r
+  loop
+    perform etl._reopen_run(v_child, retry.reason, false);
+    v_count := v_count + 1;
+  end loop;
+  insert into etl.audit_log (action, target_type, target_id, reason, details)
+  values ('retry', 'run', retry.run_id::text, retry.reason,
+          pg_catalog.jsonb_build_object('previous_status', v_run.status, 'runs_reopened', v_count));
+  return v_count;
+end;
+$$;
+comment on function etl.retry(bigint, text) is
+  'Retries a failed, cancelled or skipped run with a fresh attempt budget (attempt numbers continue), '
+  'and re-opens its skipped descendants. Audited; returns the number of runs re-opened.';
+
+create or replace function etl.retry_pipeline(pipeline_run_id bigint, reason text)
+returns integer
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_run etl.runs;
+  v_count integer := 0;
+begin
+  perform etl._assert_primary();
+  if coalesce(retry_pipeline.reason, '') = '' then
+    raise exception 'reason is required to retry a pipeline run' using errcode = 'invalid_parameter_value';
+  end if;
+  perform 1 from etl.pipeline_runs p where p.pipeline_run_id = retry_pipeline.pipeline_run_id for update;
+  if not found then
+    raise exception 'pipeline run % does not exist', retry_pipeline.pipeline_run_id using errcode = 'invalid_parameter_value';
+  end if;
+  -- Keep the successes; re-open what failed or never ran.
+  for v_run in
+    select r.* from etl.runs r
+     where r.pipeline_run_id = retry_pipeline.pipeline_run_id and r.status in ('failed', 'cancelled', 'skipped')
+     order by r.run_id for update
+  loop
+    perform etl._reopen_run(v_run, retry_pipeline.reason, false);
+    v_count := v_count + 1;
+  end loop;
+  if v_count > 0 then
+    update etl.pipeline_runs p set status = 'running', ended_at = null
+     where p.pipeline_run_id = retry_pipeline.pipeline_run_id;
+    for v_run in
+      select r.* from etl.runs r where r.pipeline_run_id = retry_pipeline.pipeline_run_id and r.status = 'pending'
+       order by r.run_id
+    loop
+      perform etl._try_release(v_run.run_id);
+    end loop;
+  end if;
+  insert into etl.audit_log (action, target_type, target_id, reason, details)
+  values ('retry_pipeline', 'pipeline_run', retry_pipeline.pipeline_run_id::text, retry_pipeline.reason,
+          pg_catalog.jsonb_build_object('runs_reopened', v_count));
+  return v_count;
+end;
+$$;
+comment on function etl.retry_pipeline(bigint, text) is
+  'Retries a pipeline run from its failed step: re-opens only its failed, cancelled and skipped runs '
+  '(successes are kept) and releases those whose upstream succeeded. Audited; returns how many.';
+
+create or replace function etl.set_setting(name text, value jsonb, reason text)
+returns jsonb
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_old etl.settings;
+  v_num numeric;
+begin
+  perform etl._assert_primary();
+  if coalesce(set_setting.reason, '') = '' then
+    raise exception 'reason is required to change a setting' using errcode = 'invalid_parameter_value';
+  end if;
+  select s.* into v_old from etl.settings s where s.name = set_setting.name for update;
+  if not found then
+    raise exception 'unknown setting "%" (known: %)', set_setting.name,
+      (select pg_catalog.string_agg(s.name, ', ' order by s.name) from etl.settings s)
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if pg_catalog.jsonb_typeof(v_old.value) <> pg_catalog.jsonb_typeof(set_setting.value) then
+    raise exception 'setting "%" takes a %, got %', set_setting.name, pg_catalog.jsonb_typeof(v_old.value),
+      set_setting.value using errcode = 'invalid_parameter_value';
+  end if;
+  if pg_catalog.jsonb_typeof(set_setting.value) = 'number' then
+    v_num := (set_setting.value #>> '{}')::numeric;
+    if v_num <> pg_catalog.trunc(v_num) or v_num < v_old.min_value or v_num > v_old.max_value then
+      raise exception 'setting "%" must be a whole number between % and %, got %', set_setting.name,
+        v_old.min_value, v_old.max_value, set_setting.value using errcode = 'invalid_parameter_value';
+    end if;
+  end if;
+  update etl.settings s set value = set_setting.value, updated_at = pg_catalog.now(), updated_by = session_user
+   where s.name = set_setting.name;
+  if set_setting.name = 'parallel_jobs' then
+    perform etl._resize_slots(v_num::integer);
+  end if;
+  insert into etl.audit_log (action, target_type, target_id, reason, details)
+  values ('set_setting', 'setting', set_setting.name, set_setting.reason,
+          pg_catalog.jsonb_build_object('old', v_old.value, 'new', set_setting.value));
+  return pg_catalog.jsonb_build_object('name', set_setting.name, 'old', v_old.value, 'new', set_setting.value,
+                                       'effective_at', pg_catalog.now());
+end;
+$$;
+comment on function etl.set_setting(text, jsonb, text) is
+  'Changes a setting after validating its type and bounds (parallel_jobs: 1..10000, effective at '
+  'once for new claims); reason is required and the change is audited with old and new values.';
+
+create or replace function etl.next_wakeup()
+returns timestamptz
+language sql
+stable
+security definer
+set search_path = etl, pg_temp
+as $$
+  select pg_catalog.min(r.next_attempt_at) from etl.runs r where r.status = 'queued'
+$$;
+comment on function etl.next_wakeup() is
+  'When the earliest queued run becomes claimable (the end of the shortest backoff); NULL when '
+  'nothing is queued. A runner sleeps until then or until a NOTIFY on etl_runnable.';

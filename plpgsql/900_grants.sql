@@ -1,0 +1,21 @@
+-- Grants: deny by default, then the API per role. Internal (underscore) functions stay ungranted.
+
+revoke all on all functions in schema etl from public;
+
+grant select on all tables in schema etl to etl_viewer;
+grant execute on function etl.cron_next(text, text, timestamptz), etl.cron_next_n(text, text, timestamptz, integer),
+                          etl.cron_describe(text), etl.cron_parse(text), etl.canonical_json(jsonb),
+                          etl.param_fingerprint(jsonb), etl.next_wakeup(),
+                          etl.classify_error(bigint, text, text, text, integer, boolean),
+                          etl.backoff_ms(bigint, integer)
+  to etl_viewer;
+grant execute on function
+  etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz),
+  etl.trigger_pipeline(text[], text[], text, boolean, jsonb, boolean, text, text, text, text, jsonb, timestamptz),
+  etl.cancel(bigint, text), etl.cancel_pipeline(bigint, text),
+  etl.retry(bigint, text), etl.retry_pipeline(bigint, text),
+  etl.claim(text, integer), etl.heartbeat(bigint, bigint), etl.finish(bigint, bigint, jsonb),
+  etl.finish_many(jsonb),
+  etl.backfill(text, timestamptz, timestamptz, text, boolean, boolean, text)
+  to etl_operator;
+grant execute on function etl.set_setting(text, jsonb, text), etl.tick() to etl_admin;

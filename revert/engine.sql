@@ -1,0 +1,49 @@
+-- Revert etl:engine from pg
+
+BEGIN;
+
+DO $cron$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+    PERFORM cron.unschedule(jobid) FROM cron.job WHERE jobname IN ('etl-tick', 'etl-cron-history-purge')
+       AND database = pg_catalog.current_database();
+  END IF;
+END
+$cron$;
+
+DROP TRIGGER no_dependency_cycle ON etl.job_dependencies;
+DROP TRIGGER run_status_transition_is_legal ON etl.runs;
+DELETE FROM etl.error_classes WHERE job_id IS NULL;
+
+DO $drop$
+DECLARE
+  v_fn regprocedure;
+BEGIN
+  FOR v_fn IN
+    SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = 'etl' AND p.proname IN (
+       '_assert_primary', '_record_transition', '_notify_runnable', '_run_transition_is_legal',
+       '_check_run_transition', '_resize_slots', '_validate_params', '_refuse_dependency_cycle',
+       '_latest_run_succeeded', '_try_release', '_release_children', '_skip_descendants',
+       '_finalize_pipeline', '_create_pipeline_run', '_select_jobs', 'trigger_pipeline', 'run_job',
+       'claim', '_lock_current_attempt', 'heartbeat', 'classify_error', 'backoff_ms', '_finish',
+       '_advance_cursor', '_raise_run_failed_alert', 'finish', 'finish_many', 'cancel',
+       'cancel_pipeline', '_reopen_run', 'retry', 'retry_pipeline', 'set_setting', 'next_wakeup',
+       '_fire_schedule', '_reap_expired_leases', 'tick', 'backfill')
+  LOOP
+    EXECUTE pg_catalog.format('DROP FUNCTION %s', v_fn);
+  END LOOP;
+END
+$drop$;
+
+DROP INDEX etl.job_locks_attempt_idx;
+DROP INDEX etl.runs_waiting_upstream_idx;
+DROP INDEX etl.runs_queued_next_attempt_idx;
+DROP INDEX etl.runs_claimable_idx;
+ALTER TABLE etl.runs RESET (fillfactor);
+ALTER TABLE etl.run_attempts DROP COLUMN run_slot;
+DROP TABLE etl.run_slots;
+DROP TABLE etl.run_dependencies;
+
+COMMIT;
