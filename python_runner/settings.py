@@ -5,6 +5,7 @@ benchmarks resolve the same cluster the same way.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,28 @@ class Embedded:
                 f"?host={self.socket_dir}&port={self.port}")
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Can another OS user (the postgres server, when we are root) walk down to this folder?"""
+    for p in [path, *path.parents]:
+        try:
+            if not os.stat(p).st_mode & 0o001:
+                return False
+        except FileNotFoundError:
+            continue
+    return True
+
+
+def default_home() -> Path:
+    """.etl in the checkout; as root in a folder the postgres user cannot walk into, /var/tmp."""
+    home = repo_root() / ".etl"
+    if os.geteuid() == 0 and not _reachable_by_others(repo_root()):
+        digest = hashlib.sha1(str(repo_root()).encode()).hexdigest()[:10]
+        home = Path("/var/tmp") / f"etl-{digest}"
+    return home
+
+
 def embedded() -> Embedded:
-    home = Path(os.environ.get("ETL_HOME") or repo_root() / ".etl").resolve()
+    home = Path(os.environ.get("ETL_HOME") or default_home()).resolve()
     return Embedded(home=home,
                     port=int(os.environ.get("ETL_PORT", DEFAULT_PORT)),
                     database=os.environ.get("ETL_DB", DEFAULT_DATABASE))

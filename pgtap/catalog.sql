@@ -1,0 +1,63 @@
+-- Catalog rules: every etl function pins its search path, every API function is commented,
+-- SECURITY DEFINER only with a pinned path, and the per-role privilege matrix.
+BEGIN;
+SELECT plan(20);
+
+SELECT is_empty($$
+  SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE n.nspname = 'etl' AND p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c')
+     AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search_path=%')
+$$, 'every etl function pins search_path');
+
+SELECT is_empty($$
+  SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE n.nspname = 'etl' AND p.prosecdef
+     AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search_path=%')
+$$, 'no SECURITY DEFINER function without a pinned search_path');
+
+SELECT is_empty($$
+  SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE n.nspname = 'etl' AND obj_description(p.oid, 'pg_proc') IS NULL
+$$, 'every etl function has a COMMENT');
+
+SELECT is_empty($$
+  SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE n.nspname = 'etl' AND p.proname LIKE '\_%'
+     AND (has_function_privilege('etl_viewer', p.oid, 'execute')
+          OR has_function_privilege('etl_operator', p.oid, 'execute')
+          OR has_function_privilege('etl_admin', p.oid, 'execute'))
+$$, 'internal (underscore) functions are granted to no etl role');
+
+SELECT is_empty($$
+  SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE n.nspname = 'etl' AND has_function_privilege('public', p.oid, 'execute')
+$$, 'PUBLIC may execute no etl function');
+
+SELECT is_empty($$
+  SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'etl' AND c.relkind = 'r' AND obj_description(c.oid, 'pg_class') IS NULL
+$$, 'every etl table has a COMMENT');
+
+-- The privilege matrix.
+SELECT ok(has_function_privilege('etl_viewer', 'etl.next_wakeup()', 'execute'), 'viewer may ask next_wakeup');
+SELECT ok(NOT has_function_privilege('etl_viewer', 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz)', 'execute'), 'viewer may not run jobs');
+SELECT ok(NOT has_function_privilege('etl_viewer', 'etl.cancel(bigint, text)', 'execute'), 'viewer may not cancel');
+SELECT ok(has_function_privilege('etl_operator', 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz)', 'execute'), 'operator may run jobs');
+SELECT ok(has_function_privilege('etl_operator', 'etl.cancel(bigint, text)', 'execute'), 'operator may cancel');
+SELECT ok(has_function_privilege('etl_operator', 'etl.retry(bigint, text)', 'execute'), 'operator may retry');
+SELECT ok(NOT has_function_privilege('etl_operator', 'etl.set_setting(text, jsonb, text)', 'execute'), 'operator may not change settings');
+SELECT ok(has_function_privilege('etl_admin', 'etl.set_setting(text, jsonb, text)', 'execute'), 'admin may change settings');
+SELECT ok(has_function_privilege('etl_admin', 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz)', 'execute'), 'admin may run jobs (inherits operator)');
+SELECT ok(has_table_privilege('etl_viewer', 'etl.runs', 'select'), 'viewer reads runs');
+SELECT ok(NOT has_table_privilege('etl_viewer', 'etl.runs', 'update'), 'viewer cannot update runs');
+
+-- Denial for real: a login-less role acting as viewer.
+CREATE ROLE etl_test_viewer_user IN ROLE etl_viewer;
+SET LOCAL ROLE etl_test_viewer_user;
+SELECT throws_ok($$SELECT etl.set_setting('parallel_jobs', '4', 'x')$$, '42501', NULL, 'a viewer is refused set_setting');
+SELECT throws_ok($$SELECT etl.run_job('anything')$$, '42501', NULL, 'a viewer is refused run_job');
+SELECT lives_ok($$SELECT count(*) FROM etl.runs$$, 'a viewer reads run history');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
