@@ -37,7 +37,8 @@ CREATE TABLE etl.jobs (
                        CONSTRAINT job_timeout_positive CHECK (timeout > '0'),
   lease_duration       interval
                        CONSTRAINT job_lease_positive CHECK (lease_duration > '0'),
-  concurrency_key      text CONSTRAINT job_concurrency_key_not_blank CHECK (concurrency_key <> ''),
+  concurrency_key      text CONSTRAINT job_concurrency_key_not_blank CHECK (concurrency_key <> '')
+                       CONSTRAINT job_concurrency_key_has_no_hash CHECK (pg_catalog.strpos(concurrency_key, '#') = 0),
   concurrency_limit    integer NOT NULL DEFAULT 1
                        CONSTRAINT job_concurrency_limit_positive CHECK (concurrency_limit >= 1),
   supports_params      boolean NOT NULL DEFAULT false,
@@ -87,7 +88,7 @@ COMMENT ON COLUMN etl.jobs.backoff_jitter IS 'full: delay uniform in [0, d]; equ
 COMMENT ON COLUMN etl.jobs.max_retry_elapsed IS 'No retry is scheduled once this much time has passed since the first attempt started; NULL: no limit.';
 COMMENT ON COLUMN etl.jobs.timeout IS 'Execution time limit of one attempt (statement_timeout for sql jobs).';
 COMMENT ON COLUMN etl.jobs.lease_duration IS 'Lease of a claim; NULL takes settings.default_lease_seconds. A runner that stops heartbeating loses its run after this.';
-COMMENT ON COLUMN etl.jobs.concurrency_key IS 'Runs sharing a key exclude each other (cross-job exclusion); NULL means the job slug plus the parameter fingerprint.';
+COMMENT ON COLUMN etl.jobs.concurrency_key IS 'Runs sharing a key exclude each other (cross-job exclusion); NULL means the job slug plus the parameter fingerprint. No "#": it names pool slots.';
 COMMENT ON COLUMN etl.jobs.concurrency_limit IS 'How many runs may hold the key at once (a pool of N slots); 1 is a single active lock.';
 COMMENT ON COLUMN etl.jobs.items_source IS 'Parameter iteration: {"static": [params, ...]}, {"sql": "select ... as params"} or {"callable": "module:function"}.';
 COMMENT ON COLUMN etl.jobs.item_concurrency IS 'How many items of one run may execute at once inside the run.';

@@ -59,6 +59,7 @@ CREATE UNIQUE INDEX one_pipeline_run_per_fire_time
   ON etl.pipeline_runs (schedule_id, logical_date) WHERE trigger_type = 'schedule';
 CREATE INDEX pipeline_runs_status_started_idx ON etl.pipeline_runs (status, started_at);
 CREATE INDEX pipeline_runs_created_idx ON etl.pipeline_runs (created_at DESC);
+CREATE INDEX pipeline_runs_schedule_idx ON etl.pipeline_runs (schedule_id, logical_date DESC);
 CREATE INDEX pipeline_runs_dependency_snapshot_gin ON etl.pipeline_runs USING gin (dependency_snapshot jsonb_path_ops);
 CREATE INDEX pipeline_runs_params_gin ON etl.pipeline_runs USING gin (params jsonb_path_ops);
 
@@ -232,6 +233,7 @@ COMMENT ON COLUMN etl.run_items.param_hash IS 'etl.param_fingerprint(params); eq
 COMMENT ON COLUMN etl.run_items.attempt_id IS 'The attempt that last executed this item.';
 COMMENT ON COLUMN etl.run_items.cursor_value IS 'The new incremental cursor this item reported (advanced only on success and not on a dry run).';
 CREATE INDEX run_items_status_idx ON etl.run_items (status);
+CREATE INDEX run_items_attempt_idx ON etl.run_items (attempt_id);
 CREATE INDEX run_items_run_ended_idx ON etl.run_items (run_id, ended_at DESC);
 
 CREATE TABLE etl.run_events (
@@ -281,6 +283,9 @@ CREATE INDEX run_logs_level_ts_idx ON etl.run_logs (level, ts);
 CREATE INDEX run_logs_errors_idx ON etl.run_logs (ts DESC) INCLUDE (run_id) WHERE level = 'ERROR';
 CREATE INDEX run_logs_fields_gin ON etl.run_logs USING gin (fields jsonb_path_ops);
 CREATE INDEX run_logs_ts_brin ON etl.run_logs USING brin (ts);
+-- Foreign keys that cascade need an index on the referencing side, or a delete reads the table.
+CREATE INDEX run_logs_attempt_idx ON etl.run_logs (attempt_id) WHERE attempt_id IS NOT NULL;
+CREATE INDEX run_logs_item_idx ON etl.run_logs (item_id) WHERE item_id IS NOT NULL;
 
 CREATE TABLE etl.job_locks (
   lock_id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -14,8 +14,10 @@ CREATE TABLE etl.settings (
   updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
   updated_by  text NOT NULL DEFAULT session_user,
   CONSTRAINT setting_value_within_bounds CHECK (
-    pg_catalog.jsonb_typeof(value) <> 'number'
-    OR ((min_value IS NULL OR (value #>> '{}')::numeric >= min_value)
+    (min_value IS NULL AND max_value IS NULL)
+    OR (pg_catalog.jsonb_typeof(value) = 'number'
+        AND (value #>> '{}')::numeric = pg_catalog.trunc((value #>> '{}')::numeric)
+        AND (min_value IS NULL OR (value #>> '{}')::numeric >= min_value)
         AND (max_value IS NULL OR (value #>> '{}')::numeric <= max_value)))
 );
 COMMENT ON TABLE etl.settings IS

@@ -1,5 +1,20 @@
 -- Parameters: validated against the job's declared schema (etl.job_parameters), defaults filled in.
 
+create or replace function etl._is_iso_date(p_text text)
+returns boolean
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return p_text ~ '^\d{4}-\d{2}-\d{2}$'
+     and pg_catalog.to_char(pg_catalog.to_date(p_text, 'YYYY-MM-DD'), 'YYYY-MM-DD') = p_text;
+exception when datetime_field_overflow or invalid_datetime_format then
+  return false;
+end;
+$$;
+comment on function etl._is_iso_date(text) is 'True for a real calendar date written YYYY-MM-DD (2024-02-30 is not).';
+
 create or replace function etl._validate_params(p_job_id bigint, p_params jsonb, p_mode text)
 returns jsonb
 language plpgsql
@@ -55,9 +70,7 @@ begin
       when 'boolean' then pg_catalog.jsonb_typeof(v_value) = 'boolean'
       when 'object' then pg_catalog.jsonb_typeof(v_value) = 'object'
       when 'array' then pg_catalog.jsonb_typeof(v_value) = 'array'
-      when 'date' then pg_catalog.jsonb_typeof(v_value) = 'string'
-                       and (v_value #>> '{}') ~ '^\d{4}-\d{2}-\d{2}$'
-                       and pg_catalog.to_char(pg_catalog.to_date(v_value #>> '{}', 'YYYY-MM-DD'), 'YYYY-MM-DD') = (v_value #>> '{}')
+      when 'date' then pg_catalog.jsonb_typeof(v_value) = 'string' and etl._is_iso_date(v_value #>> '{}')
       when 'timestamp' then pg_catalog.jsonb_typeof(v_value) = 'string'
                             and (v_value #>> '{}') ~ '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}'
     end;

@@ -208,7 +208,10 @@ begin
                             else c.tiebreak_value end,
          metadata = c.metadata || excluded.metadata,
          last_run_id = excluded.last_run_id,
-         advance_count = c.advance_count + 1,
+         advance_count = c.advance_count
+                         + (p_run.mode = 'full' or excluded.cursor_value > c.cursor_value
+                            or (excluded.cursor_value = c.cursor_value
+                                and excluded.tiebreak_value > c.tiebreak_value))::int,
          updated_at = pg_catalog.now();
 end;
 $$;

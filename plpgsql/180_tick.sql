@@ -62,7 +62,6 @@ begin
     select r.* into v_run from etl.runs r where r.run_id = v_lock.run_id for update;
     if v_run.status = 'running' and v_lock.attempt_id is not null then
       -- A dead runner: a transient SYSTEM failure, retried like any other.
-      update etl.run_attempts a set status = 'lost' where a.attempt_id = v_lock.attempt_id and a.status = 'running';
       perform etl._record_transition(v_run.run_id, v_run.pipeline_run_id, 'running', 'running', 'etl.tick',
                                      pg_catalog.jsonb_build_object('attempt_id', v_lock.attempt_id), 'lease_expired');
       perform etl._finish(v_run, v_lock.attempt_id,
@@ -117,7 +116,11 @@ begin
       v_fires := array[v_fires[pg_catalog.cardinality(v_fires)]];
     end if;
     foreach v_fire in array v_fires loop
-      if etl._fire_schedule(v_schedule, v_fire) is not null then
+      -- A fire time that already has its pipeline run (an earlier tick) is not fired again.
+      if not exists (select 1 from etl.pipeline_runs p
+                      where p.schedule_id = v_schedule.schedule_id and p.logical_date = v_fire
+                        and p.trigger_type = 'schedule')
+         and etl._fire_schedule(v_schedule, v_fire) is not null then
         v_created := v_created + 1;
       end if;
       v_last := v_fire;

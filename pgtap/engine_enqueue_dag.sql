@@ -1,0 +1,283 @@
+-- pgTAP tests for the engine's enqueue and DAG semantics: plpgsql/120_params.sql,
+-- 130_enqueue.sql, 140_dag.sql (run_job, trigger_pipeline, parameter validation, idempotency,
+-- selection by slug/tag/layer/downstream, dimension-before-fact edges, cycle refusal, upstream
+-- waits across pipeline runs, full-refresh approval, audit and run_events).
+
+BEGIN;
+SELECT plan(61);
+
+-- ---------------------------------------------------------------- helpers
+CREATE SCHEMA etl_test;
+
+CREATE FUNCTION etl_test.make_job(p_slug text, p_role text DEFAULT NULL)
+RETURNS bigint LANGUAGE sql AS $$
+  INSERT INTO etl.jobs (slug, name, kind, target, role)
+  VALUES (p_slug, p_slug, 'python', 'm:f', p_role) RETURNING job_id
+$$;
+CREATE FUNCTION etl_test.job(p_slug text) RETURNS bigint LANGUAGE sql AS $$
+  SELECT job_id FROM etl.jobs WHERE slug = p_slug
+$$;
+CREATE FUNCTION etl_test.dep(p_parent text, p_child text) RETURNS void LANGUAGE sql AS $$
+  INSERT INTO etl.job_dependencies (parent_job_id, child_job_id)
+  VALUES (etl_test.job(p_parent), etl_test.job(p_child))
+$$;
+CREATE FUNCTION etl_test.run_of(p_pipeline_run_id bigint, p_slug text) RETURNS bigint LANGUAGE sql AS $$
+  SELECT r.run_id FROM etl.runs r JOIN etl.jobs j USING (job_id)
+   WHERE r.pipeline_run_id = p_pipeline_run_id AND j.slug = p_slug
+$$;
+CREATE FUNCTION etl_test.status(p_run_id bigint) RETURNS text LANGUAGE sql AS $$
+  SELECT status FROM etl.runs WHERE run_id = p_run_id
+$$;
+CREATE FUNCTION etl_test.pid(p_run_id bigint) RETURNS bigint LANGUAGE sql AS $$
+  SELECT pipeline_run_id FROM etl.runs WHERE run_id = p_run_id
+$$;
+CREATE FUNCTION etl_test.slugs(p_pipeline_run_id bigint) RETURNS text[] LANGUAGE sql AS $$
+  SELECT array_agg(j.slug ORDER BY j.slug) FROM etl.runs r JOIN etl.jobs j USING (job_id)
+   WHERE r.pipeline_run_id = p_pipeline_run_id
+$$;
+-- Parks every queued run far in the future so that a later claim only sees new runs.
+CREATE FUNCTION etl_test.park() RETURNS void LANGUAGE sql AS $$
+  UPDATE etl.runs SET next_attempt_at = 'infinity' WHERE status = 'queued'
+$$;
+-- Claims exactly this run (by lifting its priority for the claim) and returns the token.
+CREATE FUNCTION etl_test.claim_run(p_run bigint, p_worker text DEFAULT 'w') RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE v_old int; v_run bigint; v_tok bigint;
+BEGIN
+  SELECT priority INTO v_old FROM etl.runs WHERE run_id = p_run;
+  UPDATE etl.runs SET priority = 2000000000 WHERE run_id = p_run;
+  SELECT c.run_id, c.token INTO v_run, v_tok FROM etl.claim(p_worker, 1) c;
+  UPDATE etl.runs SET priority = v_old WHERE run_id = p_run;
+  IF v_run IS DISTINCT FROM p_run THEN
+    RAISE EXCEPTION 'etl_test.claim_run: claimed % instead of %', v_run, p_run;
+  END IF;
+  RETURN v_tok;
+END $$;
+CREATE FUNCTION etl_test.succeed(p_run bigint) RETURNS text LANGUAGE sql AS $$
+  SELECT etl.finish(p_run, etl_test.claim_run(p_run), '{"status": "success"}')
+$$;
+
+UPDATE etl.schedules SET is_active = false;
+
+-- ---------------------------------------------------------------- parameters
+SELECT etl_test.make_job('ed_params');
+INSERT INTO etl.job_parameters (job_id, name, data_type, required, default_value, allowed_values) VALUES
+  (etl_test.job('ed_params'), 'region', 'string', true, NULL, '["eu", "us"]'),
+  (etl_test.job('ed_params'), 'batch', 'integer', false, '100', NULL),
+  (etl_test.job('ed_params'), 'day', 'date', false, NULL, NULL);
+
+SELECT isnt(etl.run_job('ed_params', '{"region": "eu"}', reason => 'params test'), NULL,
+    'run_job returns the id of the run it created');
+SELECT is((SELECT params FROM etl.runs WHERE job_id = etl_test.job('ed_params')),
+    '{"region": "eu", "batch": 100}'::jsonb,
+    'run_job stores the parameters with the declared default of batch filled in');
+SELECT is((SELECT param_snapshot FROM etl.runs WHERE job_id = etl_test.job('ed_params')),
+    '{"region": "eu", "batch": 100}'::jsonb,
+    'param_snapshot holds the validated parameters with defaults');
+SELECT is((SELECT parameter_fingerprint FROM etl.runs WHERE job_id = etl_test.job('ed_params')),
+    etl.param_fingerprint('{"region": "eu", "batch": 100}'),
+    'parameter_fingerprint is etl.param_fingerprint of the filled-in parameters');
+
+SELECT throws_ok($$SELECT etl.run_job('ed_params', '{"region": "eu", "bogus": 1}')$$,
+    '22023', 'parameter "bogus" is not a parameter of job "ed_params" (known: batch, day, region)',
+    'an unknown parameter key is rejected with 22023 naming the key and the known ones');
+SELECT throws_ok($$SELECT etl.run_job('ed_params', '{}')$$,
+    '22023', 'parameter "region" of job "ed_params" is required (type string)',
+    'a missing required parameter is rejected with 22023 naming it');
+SELECT throws_ok($$SELECT etl.run_job('ed_params', '{"region": "eu", "batch": "x"}')$$,
+    '22023', 'parameter "batch" of job "ed_params" must be of type integer, got "x"',
+    'a string where an integer is declared is rejected with 22023');
+SELECT throws_ok($$SELECT etl.run_job('ed_params', '{"region": "eu", "batch": 1.5}')$$,
+    '22023', 'parameter "batch" of job "ed_params" must be of type integer, got 1.5',
+    'a fractional number where an integer is declared is rejected');
+-- BUG: to_date() raises 22008 on an impossible date before the type check can say 22023.
+SELECT throws_ok($$SELECT etl.run_job('ed_params', '{"region": "eu", "day": "2024-02-30"}')$$,
+    '22023', 'parameter "day" of job "ed_params" must be of type date, got "2024-02-30"',
+    'an impossible calendar date is rejected for a date parameter');
+SELECT throws_ok($$SELECT etl.run_job('ed_params', '{"region": "asia"}')$$,
+    '22023', 'parameter "region" of job "ed_params" must be one of ["eu", "us"], got "asia"',
+    'a value outside allowed_values is rejected with 22023 listing the allowed values');
+SELECT throws_ok($$SELECT etl.run_job('ed_params', '[1]')$$,
+    '22023', 'params must be a JSON object, got array',
+    'parameters that are not a JSON object are rejected');
+
+-- ---------------------------------------------------------------- unknown and disabled jobs
+SELECT etl_test.make_job('ed_off');
+UPDATE etl.jobs SET enabled = false WHERE slug = 'ed_off';
+SELECT throws_ok($$SELECT etl.run_job('ed_nope')$$, '22023', 'no such job: ed_nope',
+    'run_job of an unknown job is rejected with 22023');
+SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_params', 'ed_nope'])$$, '22023', 'no such job: ed_nope',
+    'trigger_pipeline naming an unknown job is rejected');
+SELECT throws_ok($$SELECT etl.run_job('ed_off')$$, '55000',
+    'job(s) ed_off are disabled: enable them first (etl jobs enable)',
+    'run_job of a disabled job is rejected with 55000');
+
+-- ---------------------------------------------------------------- idempotency
+SELECT etl_test.make_job('ed_plain');
+SELECT is(etl.run_job('ed_plain', correlation_id => '11111111-1111-1111-1111-111111111111'),
+          etl.run_job('ed_plain', correlation_id => '11111111-1111-1111-1111-111111111111'),
+    'run_job with the same correlation_id twice returns the same run id');
+SELECT is((SELECT count(*)::int FROM etl.runs WHERE correlation_id = '11111111-1111-1111-1111-111111111111'), 1,
+    'the repeated correlation_id created exactly one run');
+SELECT is((SELECT count(*)::int FROM etl.runs WHERE job_id = etl_test.job('ed_plain')), 1,
+    'and exactly one run of the job at all');
+SELECT is(etl.trigger_pipeline(jobs => ARRAY['ed_plain'], idempotency_key => 'ed-key-1'),
+          etl.trigger_pipeline(jobs => ARRAY['ed_plain'], idempotency_key => 'ed-key-1'),
+    'trigger_pipeline with the same idempotency_key twice returns the same pipeline run');
+SELECT is((SELECT count(*)::int FROM etl.pipeline_runs WHERE idempotency_key = 'ed-key-1'), 1,
+    'the repeated idempotency_key created one pipeline run');
+
+-- ---------------------------------------------------------------- selection: tags, layer, downstream
+SELECT etl_test.make_job('ed_t1'); SELECT etl_test.make_job('ed_t2');
+SELECT etl_test.make_job('ed_t3'); SELECT etl_test.make_job('ed_t4');
+INSERT INTO etl.job_tags (job_id, tag) VALUES
+  (etl_test.job('ed_t1'), 'nightly'), (etl_test.job('ed_t2'), 'nightly'),
+  (etl_test.job('ed_t3'), 'weekly'), (etl_test.job('ed_t4'), 'nightly');
+UPDATE etl.jobs SET enabled = false WHERE slug = 'ed_t4';
+SELECT is(etl_test.slugs(etl.trigger_pipeline(tags => ARRAY['nightly'])), ARRAY['ed_t1', 'ed_t2'],
+    'trigger by tag selects the enabled jobs carrying the tag and leaves out the disabled one');
+
+UPDATE etl.jobs SET layer = 'gold' WHERE slug IN ('ed_t1', 'ed_t3');
+UPDATE etl.jobs SET layer = 'silver' WHERE slug = 'ed_t2';
+SELECT is(etl_test.slugs(etl.trigger_pipeline(layer => 'gold')), ARRAY['ed_t1', 'ed_t3'],
+    'trigger by layer selects exactly the jobs of that layer');
+SELECT throws_ok($$SELECT etl.trigger_pipeline(layer => 'platinum')$$, '22023',
+    'layer must be bronze, silver or gold, got "platinum"', 'an unknown layer is rejected');
+SELECT throws_like($$SELECT etl.trigger_pipeline(tags => ARRAY['no_such_tag'])$$,
+    'the selection % matches no enabled job', 'a selection that matches nothing is rejected');
+
+SELECT etl_test.make_job('ed_a'); SELECT etl_test.make_job('ed_b');
+SELECT etl_test.make_job('ed_c'); SELECT etl_test.make_job('ed_d');
+SELECT etl_test.dep('ed_a', 'ed_b'); SELECT etl_test.dep('ed_b', 'ed_c');
+SELECT is(etl_test.slugs(etl.trigger_pipeline(jobs => ARRAY['ed_a'])), ARRAY['ed_a'],
+    'without downstream only the named job is selected');
+CREATE TEMP TABLE ed_chain AS SELECT etl.trigger_pipeline(jobs => ARRAY['ed_a'], downstream => true) AS pid;
+SELECT is(etl_test.slugs((SELECT pid FROM ed_chain)), ARRAY['ed_a', 'ed_b', 'ed_c'],
+    'downstream closure includes children and grandchildren but not unrelated jobs');
+SELECT is(etl_test.status(etl_test.run_of((SELECT pid FROM ed_chain), 'ed_a')), 'queued',
+    'the root of the pipeline run is queued');
+SELECT is(ARRAY[etl_test.status(etl_test.run_of((SELECT pid FROM ed_chain), 'ed_b')),
+                etl_test.status(etl_test.run_of((SELECT pid FROM ed_chain), 'ed_c'))],
+    ARRAY['pending', 'pending'], 'the children are pending until their upstream succeeds');
+SELECT is((SELECT count(*)::int FROM etl.run_dependencies WHERE pipeline_run_id = (SELECT pid FROM ed_chain)
+              AND dependency_type = 'explicit'), 2,
+    'the two declared edges are copied into run_dependencies');
+SELECT is((SELECT dependency_snapshot FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT pid FROM ed_chain)),
+    '[{"type": "explicit", "child": "ed_b", "parent": "ed_a"}, {"type": "explicit", "child": "ed_c", "parent": "ed_b"}]'::jsonb,
+    'the dependency snapshot lists the edges by slug');
+SELECT ok(EXISTS (SELECT 1 FROM etl.run_events WHERE run_id = etl_test.run_of((SELECT pid FROM ed_chain), 'ed_a')
+                     AND event_type = 'status' AND from_status = 'pending' AND to_status = 'queued'),
+    'releasing the root wrote a run_events row pending -> queued (the NOTIFY companion)');
+SELECT ok(NOT EXISTS (SELECT 1 FROM etl.run_events WHERE run_id = etl_test.run_of((SELECT pid FROM ed_chain), 'ed_b')),
+    'a pending child has no run_events row yet');
+
+-- ---------------------------------------------------------------- cycle refusal on edge insert
+SELECT throws_ok($$SELECT etl_test.dep('ed_c', 'ed_a')$$, '23514',
+    'dependency_cycle: edge ed_c -> ed_a would close the cycle ed_a -> ed_b -> ed_c -> ed_a',
+    'an edge that closes a cycle is refused with 23514 naming the cycle');
+SELECT throws_ok($$SELECT etl_test.dep('ed_b', 'ed_a')$$, '23514',
+    'dependency_cycle: edge ed_b -> ed_a would close the cycle ed_a -> ed_b -> ed_a',
+    'a two-job cycle is refused as well');
+SELECT lives_ok($$SELECT etl_test.dep('ed_a', 'ed_c')$$,
+    'a redundant forward edge (a -> c with a -> b -> c) is not a cycle and is accepted');
+
+-- ---------------------------------------------------------------- dimensions before facts
+SELECT etl_test.make_job('ed_dim', 'dimension'); SELECT etl_test.make_job('ed_fact', 'fact');
+CREATE TEMP TABLE ed_df AS SELECT etl.trigger_pipeline(jobs => ARRAY['ed_dim', 'ed_fact']) AS pid;
+SELECT is((SELECT dependency_type FROM etl.run_dependencies
+            WHERE parent_run_id = etl_test.run_of((SELECT pid FROM ed_df), 'ed_dim')
+              AND child_run_id = etl_test.run_of((SELECT pid FROM ed_df), 'ed_fact')),
+    'dimension_before_fact', 'a dimension and a fact in one pipeline run get an implied dimension_before_fact edge');
+SELECT is(ARRAY[etl_test.status(etl_test.run_of((SELECT pid FROM ed_df), 'ed_dim')),
+                etl_test.status(etl_test.run_of((SELECT pid FROM ed_df), 'ed_fact'))],
+    ARRAY['queued', 'pending'], 'the dimension is queued and the fact waits for it');
+
+SELECT etl_test.make_job('ed_dim2', 'dimension'); SELECT etl_test.make_job('ed_fact2', 'fact');
+SELECT etl_test.dep('ed_fact2', 'ed_dim2');
+CREATE TEMP TABLE ed_count AS SELECT count(*) AS n FROM etl.pipeline_runs;
+SELECT throws_like($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_dim2', 'ed_fact2'])$$,
+    'dependency_cycle: dimensions-before-facts ordering closes the cycle %ed_dim2%ed_fact2%',
+    'a declared fact -> dimension edge plus the implied dimension -> fact edge is refused as a cycle');
+SELECT is((SELECT count(*) FROM etl.pipeline_runs), (SELECT n FROM ed_count),
+    'the refused trigger left no pipeline run behind');
+
+-- ---------------------------------------------------------------- waiting for a parent outside the pipeline run
+SELECT etl_test.park();
+CREATE TEMP TABLE ed_alone AS SELECT etl.run_job('ed_b', reason => 'alone') AS run_id;
+SELECT is(etl_test.status((SELECT run_id FROM ed_alone)), 'pending',
+    'a job run alone whose parent never succeeded stays pending');
+SELECT is((SELECT wait_until FROM etl.runs WHERE run_id = (SELECT run_id FROM ed_alone)), now() + interval '3600 seconds',
+    'its wait_until is now() + upstream_wait_limit_seconds');
+SELECT is(etl_test.succeed(etl.run_job('ed_a')), 'success',
+    'the parent succeeds in another pipeline run');
+SELECT is(etl_test.status((SELECT run_id FROM ed_alone)), 'queued',
+    'the waiting run becomes queued when the parent''s run in another pipeline succeeds');
+SELECT ok(EXISTS (SELECT 1 FROM etl.run_events WHERE run_id = (SELECT run_id FROM ed_alone) AND to_status = 'queued'),
+    'the release wrote its pending -> queued event');
+
+SELECT etl_test.make_job('ed_wp'); SELECT etl_test.make_job('ed_wc');
+SELECT etl_test.dep('ed_wp', 'ed_wc');
+UPDATE etl.jobs SET upstream_wait_limit = interval '5 minutes' WHERE slug = 'ed_wc';
+CREATE TEMP TABLE ed_wait AS SELECT etl.run_job('ed_wc') AS run_id;
+SELECT is((SELECT wait_until FROM etl.runs WHERE run_id = (SELECT run_id FROM ed_wait)), now() + interval '5 minutes',
+    'a job''s own upstream_wait_limit wins over the setting');
+UPDATE etl.runs SET wait_until = now() - interval '1 second' WHERE run_id = (SELECT run_id FROM ed_wait);
+SELECT is((etl.tick() ->> 'waits_expired')::int, 1, 'the tick reports one expired upstream wait');
+SELECT is(etl_test.status((SELECT run_id FROM ed_wait)), 'skipped',
+    'a run whose wait limit passed is skipped by the tick');
+SELECT is((SELECT skip_reason FROM etl.runs WHERE run_id = (SELECT run_id FROM ed_wait)),
+    'upstream not successful within the wait limit', 'the skip carries its reason');
+SELECT is((SELECT status FROM etl.pipeline_runs WHERE pipeline_run_id = etl_test.pid((SELECT run_id FROM ed_wait))),
+    'skipped', 'its pipeline run (all runs skipped) is closed as skipped');
+
+-- ---------------------------------------------------------------- full refresh approval
+SELECT etl_test.make_job('ed_full');
+TRUNCATE ed_count; INSERT INTO ed_count SELECT count(*) FROM etl.pipeline_runs;
+SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_full'], mode => 'full',
+                     approval => '{"confirmed": true, "approver": "alice", "reason": "rebuild"}')$$,
+    '42501', 'full refresh is not allowed for job(s) ed_full: set allow_full_refresh first',
+    'full mode is refused with 42501 when the job does not allow a full refresh');
+SELECT throws_ok($$SELECT etl.run_job('ed_full', mode => 'full',
+                     approval => '{"confirmed": true, "approver": "alice", "reason": "rebuild"}')$$,
+    '42501', 'full refresh is not allowed for job(s) ed_full: set allow_full_refresh first',
+    'run_job in full mode is refused the same way');
+UPDATE etl.jobs SET allow_full_refresh = true WHERE slug = 'ed_full';
+SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_full'], mode => 'full')$$,
+    '42501', 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}',
+    'full mode without an approval is refused with 42501');
+SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_full'], mode => 'full',
+                     approval => '{"confirmed": false, "approver": "alice", "reason": "rebuild"}')$$,
+    '42501', 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}',
+    'an unconfirmed approval is refused');
+SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_full'], mode => 'full',
+                     approval => '{"confirmed": true, "approver": "alice"}')$$,
+    '42501', 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}',
+    'an approval without a reason is refused');
+SELECT is((SELECT count(*) FROM etl.pipeline_runs), (SELECT n FROM ed_count),
+    'none of the refused full refreshes enqueued anything');
+CREATE TEMP TABLE ed_fullrun AS SELECT etl.trigger_pipeline(jobs => ARRAY['ed_full'], mode => 'full',
+    approval => '{"confirmed": true, "approver": "alice", "reason": "rebuild"}', reason => 'full test') AS pid;
+SELECT is((SELECT (mode, full_refresh_confirmed, approved_by, approval_reason, approved_at = now())::text
+             FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT pid FROM ed_fullrun)),
+    '(full,t,alice,rebuild,t)', 'an approved full refresh is accepted and the approval recorded on the pipeline run');
+SELECT is((SELECT mode FROM etl.runs WHERE pipeline_run_id = (SELECT pid FROM ed_fullrun)), 'full',
+    'its run is in full mode');
+
+-- ---------------------------------------------------------------- audit log
+SELECT is((SELECT details ->> 'job' FROM etl.audit_log WHERE action = 'run_job'
+             AND target_type = 'run' AND target_id = (SELECT run_id FROM ed_alone)::text), 'ed_b',
+    'run_job wrote an audit_log row naming the run and the job');
+SELECT is((SELECT reason FROM etl.audit_log WHERE action = 'run_job' AND target_id = (SELECT run_id FROM ed_alone)::text),
+    'alone', 'the run_job audit row carries the reason');
+SELECT is((SELECT (details -> 'approval' ->> 'approver') FROM etl.audit_log WHERE action = 'trigger_pipeline'
+             AND target_type = 'pipeline_run' AND target_id = (SELECT pid FROM ed_fullrun)::text), 'alice',
+    'trigger_pipeline wrote an audit_log row with the approval');
+SELECT is((SELECT count(*)::int FROM etl.audit_log WHERE action = 'trigger_pipeline'
+             AND target_id = (SELECT pid FROM ed_chain)::text), 1,
+    'one audit row per triggered pipeline run');
+SELECT is((SELECT count(*)::int FROM etl.run_events e JOIN etl.runs r USING (run_id)
+            WHERE r.pipeline_run_id = (SELECT pid FROM ed_df) AND e.to_status = 'queued'), 1,
+    'exactly one queued event in the dimension/fact pipeline run: the dimension');
+
+SELECT * FROM finish();
+ROLLBACK;
