@@ -289,9 +289,11 @@ begin
     raise exception 'reports must be a JSON array of {"run_id", "token", "outcome"}'
       using errcode = 'invalid_parameter_value';
   end if;
-  -- In run id order, so two batches never lock the same runs in opposite orders.
+  -- In (pipeline run, run) order, so two batches never lock runs or pipeline runs in opposite orders.
   for v_report in
-    select e from pg_catalog.jsonb_array_elements(finish_many.reports) e order by (e ->> 'run_id')::bigint
+    select e from pg_catalog.jsonb_array_elements(finish_many.reports) e
+      left join etl.runs r on r.run_id = (e ->> 'run_id')::bigint
+     order by r.pipeline_run_id, (e ->> 'run_id')::bigint
   loop
     v_run := etl._lock_current_attempt((v_report ->> 'run_id')::bigint, (v_report ->> 'token')::bigint);
     run_id := v_run.run_id;
