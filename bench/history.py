@@ -19,18 +19,24 @@
    triggers are not fired (the rows are consistent by construction; CHECK and NOT NULL constraints
    still apply), and the non-primary-key indexes of the five history tables are dropped and rebuilt
    afterwards, followed by VACUUM (ANALYZE) so that index-only scans see an all-visible heap.
-3. Times the history queries (prepared once, executed --reps times with varied parameters on one
-   connection, client-side wall time including the fetch) and prints p50/p95/p99 against targets,
-   with an EXPLAIN (ANALYZE, BUFFERS) summary of the plan the prepared statement settles on.
+3. Reads the history tables and their indexes into the OS page cache (pg_prewarm 'read'; skip
+   with --no-prewarm), then times the history queries (prepared once, executed --reps times with
+   varied, seeded parameters on one connection, client-side wall time including the fetch) and
+   prints p50/p95/p99 against the targets, with an EXPLAIN (ANALYZE, BUFFERS) summary of the plan
+   the prepared statement settles on (node types, index names, buffers, generic or custom plan).
+   --proposed times the same queries with the index changes proposed in bench/README.md.
 
-All "now"-relative windows use the anchor stored in bench.meta, so figures can be reproduced later
-with --reuse. Results are also written as JSON to bench/out/ (git-ignored).
+The anchor ("now") is the hour the data was generated (or --anchor); every "now"-relative window
+uses the anchor stored in bench.meta, so --reuse reproduces the figures later, and generating again
+with the same --seed and anchor gives identical rows. Results are also written as JSON to
+bench/out/ (git-ignored).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import random
 import statistics
 import sys
@@ -57,15 +63,21 @@ FACT_DOMAINS = {"orders", "payments", "shipments", "invoices", "returns"}
 ITEM_JOBS = (3, 6, 9, 12, 15, 18, 21)          # bronze jobs iterating over regions: 7/72 = 9.7% of runs
 REGIONS = ("us", "eu", "apac", "latam", "mea")
 
-# Indexes proposed in the report (see bench/README.md); --proposed creates them, a run without it
-# drops them, so the same scratch database gives both figures.
+# Index changes proposed in bench/README.md. --proposed creates each index (kept in the scratch
+# database for later runs) and times the queries inside one transaction that has dropped the index
+# it would replace, then rolls back. Without --proposed, existing bench_* indexes are dropped the
+# same way (inside the timing transaction), so one scratch database gives both figures.
 PROPOSED = {
-    "bench_runs_job_started_cov_idx":
+    # e1 becomes an index-only scan; c1/c2/e3 are fully ordered by the index (no incremental sort)
+    "bench_runs_job_started_cov_idx": (
         "create index bench_runs_job_started_cov_idx on etl.runs "
         "(job_id, started_at desc, run_id desc) include (status, duration_ms)",
-    "bench_runs_failed_ended_cov_idx":
+        "runs_job_started_idx"),
+    # b becomes an index-only scan (run_id was the one column read from the heap)
+    "bench_runs_failed_ended_cov_idx": (
         "create index bench_runs_failed_ended_cov_idx on etl.runs (ended_at desc) "
         "include (job_id, error_category, is_transient, run_id) where status = 'failed'",
+        "runs_failed_ended_idx"),
 }
 
 
@@ -629,8 +641,8 @@ def rebuild_indexes(db: str, workers: int) -> None:
 
 
 class Loader:
-    """Chunked generation. Table writers run in two sessions: session A writes runs, pipeline_runs
-    and run_attempts of chunk k while session B writes run_events, run_items and run_logs of chunk k-1,
+    """Chunked generation. Table writers run in two sessions: session A writes runs and pipeline_runs
+    of chunk k while session B writes run_attempts, run_events, run_items and run_logs of chunk k-1,
     so each table is written by one session in id order."""
 
     def __init__(self, db: str, meta: dict, run_fp, item_params, item_fp, chunk_runs: int, workers: int):
@@ -645,11 +657,10 @@ class Loader:
         self.counts = {t: 0 for t in ("pipeline_runs",) + HISTORY_TABLES}
         self.times = {t: 0.0 for t in self.counts}
         self.lock = threading.Lock()
-        logs_from = meta["anchor"] - timedelta(days=7)
-        # first pipeline whose logical date is within the last 7 days (+ slack): runs at or after get logs
+        # first pipeline whose logical date is within the last 7 days (+ slack): the logs statement
+        # only runs for chunks from there on (and filters started_at >= anchor - 7 days itself)
         p7 = meta["pipelines"] - int((7 * 86400) / meta["interval_s"]) - 2
         self.logs_from_rid = max(1, (p7 - 1) * 72 + 1)
-        self.logs_from = logs_from
 
     def session(self) -> psycopg.Connection:
         c = connect(self.db)
@@ -688,11 +699,11 @@ class Loader:
         prm = dict(self.base, p0=p0, p1=p1, r0=r0, r1=r1)
         self._exec(conn, "runs", RUNS_SQL, prm)
         self._exec(conn, "pipeline_runs", PIPELINES_SQL, prm)
-        self._exec(conn, "run_attempts", ATTEMPTS_SQL, prm)
 
     def stage_b(self, conn, ch):
         p0, p1, r0, r1 = ch
         prm = dict(self.base, p0=p0, p1=p1, r0=r0, r1=r1)
+        self._exec(conn, "run_attempts", ATTEMPTS_SQL, prm)
         self._exec(conn, "run_events", EVENTS_SQL, prm)
         self._exec(conn, "run_items", ITEMS_SQL, prm)
         if r1 >= self.logs_from_rid:
@@ -754,7 +765,10 @@ def generate(args) -> dict:
     t_all = time.perf_counter()
     log(f"== building template {TEMPLATE} (sqitch deploy) and cloning it as {db}")
     devtools.build_template(TEMPLATE)
+    log(f"  template deployed in {time.perf_counter() - t_all:.1f}s")
+    s = time.perf_counter()
     devtools.recreate_database(db, template=TEMPLATE)
+    log(f"  {db} (re)created in {time.perf_counter() - s:.1f}s")
     P = math.ceil(args.runs / 72)
     interval_s = YEAR_S / P
     anchor = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
@@ -780,6 +794,7 @@ def generate(args) -> dict:
             conn.execute(f"alter table etl.{t} set (autovacuum_enabled = false)")
         if not args.load_with_indexes:
             drop_secondary_indexes(conn)
+    log(f"  set-up done in {time.perf_counter() - t_all:.1f}s")
     meta = dict(runs=args.runs, seed=args.seed, anchor=anchor, pipelines=P, interval_s=interval_s,
                 schedule_id=schedule_id)
     log(f"== generating {args.runs:,} runs: {P:,} pipeline runs of 72 jobs, one every {interval_s:.0f}s "
@@ -865,10 +880,13 @@ QUERIES = [
         from etl.runs r join etl.jobs j on j.job_id = r.job_id
         where r.status = 'failed' and r.ended_at > $1 - interval '24 hours' and r.ended_at <= $1
         order by r.ended_at desc"""),
+    # started_at is null for runs that never started (skipped, pending, queued): without the
+    # filter they sort first (DESC NULLS FIRST, the index order) and every first page would read
+    # all of the job's skipped runs of the whole history before the latest started one.
     ("c1", "job history page 1 (50, keyset)", 5.0,
      f"""prepare qc1(bigint) as
         select {RUN_COLS} from etl.runs
-        where job_id = $1
+        where job_id = $1 and started_at is not null
         order by started_at desc, run_id desc limit 50"""),
     ("c2", "job history deep page (50, keyset)", 5.0,
      f"""prepare qc2(bigint, timestamptz, bigint) as
@@ -899,11 +917,16 @@ QUERIES = [
         select {RUN_COLS} from etl.runs
         where job_id = $1 and started_at >= $2 - interval '30 days' and started_at < $2
         order by started_at desc, run_id desc"""),
+    # The first page of the window, written as a keyset page (upper bound only) filtered by the
+    # lower bound outside: same rows as "window ... order by ... limit 100", but a generic plan
+    # cannot mistake the window for a few rows and pick a bitmap scan + sort of the whole window.
     ("e3", "job, last 30 days: rows page 1 (100)", 5.0,
      f"""prepare qe3(bigint, timestamptz) as
-        select {RUN_COLS} from etl.runs
-        where job_id = $1 and started_at >= $2 - interval '30 days' and started_at < $2
-        order by started_at desc, run_id desc limit 100"""),
+        select * from (
+          select {RUN_COLS} from etl.runs
+          where job_id = $1 and started_at < $2
+          order by started_at desc, run_id desc limit 100) s
+        where started_at >= $2 - interval '30 days'"""),
     ("f", "runs by status in a 6 h window", 5.0,
      """prepare qf(text, timestamptz) as
         select run_id, job_id, status, started_at, ended_at, error_category, error_type
@@ -950,6 +973,28 @@ def make_params(conn, meta, reps: int, seed: int) -> dict:
     return p
 
 
+def prewarm(db: str) -> None:
+    """Read the history tables and all their indexes once (pg_prewarm 'read': into the OS page cache,
+    not shared_buffers), so that the percentiles measure the plans rather than first-touch disk reads
+    of a database that was just written or that other work pushed out of the cache."""
+    with connect(db) as conn:
+        conn.execute("create extension if not exists pg_prewarm schema bench")
+        rels = conn.execute(
+            """select c.oid::regclass::text, pg_relation_size(c.oid)
+               from pg_class c join pg_namespace n on n.oid = c.relnamespace
+               where n.nspname = 'etl' and c.relkind in ('r', 'i')
+                 and (c.relname = any(%s) or c.oid in (select indexrelid from pg_index
+                                                     where indrelid = any(%s::regclass[])))
+               order by 2 desc""",
+            (list(HISTORY_TABLES) + ["jobs"], [f"etl.{t}" for t in HISTORY_TABLES + ("jobs",)])).fetchall()
+        s = time.perf_counter()
+        for name, _ in rels:
+            conn.execute("select bench.pg_prewarm(%s::regclass, 'read')", (name,))
+        total = sum(b for _, b in rels)
+        log(f"== prewarmed {len(rels)} relations, {total / 2**30:.1f} GiB, into the OS page cache in "
+            f"{time.perf_counter() - s:.1f}s")
+
+
 def pct(values, q):
     s = sorted(values)
     if not s:
@@ -991,17 +1036,26 @@ def run_queries(db: str, meta: dict, reps: int, seed: int, proposed: bool) -> li
     with connect(db, cursor_factory=ClientCursor) as conn:
         existing = {r[0] for r in conn.execute(
             "select indexname from pg_indexes where schemaname = 'etl' and indexname like 'bench\\_%%'").fetchall()}
-        for name, ddl in PROPOSED.items():
+        for name in sorted(existing - set(PROPOSED)):
+            conn.execute(f"drop index etl.{name}")      # left over from an earlier proposal
+            existing.discard(name)
+        for name, (ddl, _) in PROPOSED.items():
             if proposed and name not in existing:
                 s = time.perf_counter()
+                conn.execute("set maintenance_work_mem = '1GB'")
                 conn.execute(ddl)
                 log(f"  created proposed index {name} in {time.perf_counter() - s:.1f}s")
-            elif not proposed and name in existing:
-                conn.execute(f"drop index etl.{name}")
-                log(f"  dropped proposed index {name} (run with --proposed to keep it)")
         if proposed:
-            conn.execute("analyze etl.runs")
+            conn.execute("vacuum (analyze) etl.runs")
         params = make_params(conn, meta, reps, seed)
+        tx = conn.transaction() if (proposed or existing) else None
+        if tx:
+            tx.__enter__()
+            for name, (_, replaces) in PROPOSED.items():
+                drop = replaces if proposed else name if name in existing else None
+                if drop:
+                    conn.execute(f"drop index if exists etl.{drop}")
+                    log(f"  (in the timing transaction, rolled back after) dropped {drop}")
         cur = conn.cursor()
         for key, label, target, prep in QUERIES:
             cur.execute(prep)
@@ -1009,6 +1063,7 @@ def run_queries(db: str, meta: dict, reps: int, seed: int, proposed: bool) -> li
             plist = params[key]
             nargs = len(plist[0]) if plist else 0
             call = f"execute {stmt}" + (f"({', '.join(['%s'] * nargs)})" if nargs else "")
+            load_before = os.getloadavg()[0]
             warm = max(20, reps // 10)
             for i in range(warm):
                 cur.execute(call, plist[(i * 7919) % len(plist)])
@@ -1025,13 +1080,18 @@ def run_queries(db: str, meta: dict, reps: int, seed: int, proposed: bool) -> li
             if isinstance(pj, str):
                 pj = json.loads(pj)
             ps = plan_summary(pj)
+            ps["generic"] = ("generic" if "$1" in json.dumps(pj) else "custom") if nargs else "no parameters"
             cur.execute(f"deallocate {stmt}")
             p50, p95, p99 = pct(times, .5), pct(times, .95), pct(times, .99)
             results.append(dict(key=key, label=label, target_ms=target, reps=len(times), p50=p50, p95=p95,
                                 p99=p99, max=max(times), mean=statistics.fmean(times),
                                 rows_avg=statistics.fmean(nrows), passed=p95 < target, plan=ps,
-                                explain_params=[str(x) for x in plist[0]]))
+                                explain_params=[str(x) for x in plist[0]],
+                                loadavg=(load_before, os.getloadavg()[0])))
             log(f"  {key:<3} done: p95 {p95:.3f} ms")
+        if tx:
+            tx.__exit__(psycopg.Rollback, psycopg.Rollback(), None)
+            log("  rolled back: the dropped indexes are back")
     return results
 
 
@@ -1054,7 +1114,10 @@ def print_results(results, meta, runs_label, proposed):
         log(f"{r['key']:<3} scans: {'; '.join(dict.fromkeys(scans))}")
         log(f"    nodes: {' > '.join(p['nodes'])}")
         log(f"    buffers: shared hit={p['shared_hit']} read={p['shared_read']} | heap fetches={p['heap_fetches']} "
-            f"| rows={p['rows']} | exec {p['exec_ms']:.3f} ms")
+            f"| rows={p['rows']} | exec {p['exec_ms']:.3f} ms | {p['generic']}{' plan' if p['generic'] != 'no parameters' else ''}")
+    la = [x for r in results for x in r["loadavg"]]
+    log(f"1-min load average while timing: {min(la):.2f}..{max(la):.2f} on {os.cpu_count()} CPUs"
+        + ("  (other work was running: figures are pessimistic)" if max(la) > 1.5 else ""))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1075,8 +1138,14 @@ def main(argv=None) -> int:
                     help="keep the secondary indexes during the load instead of rebuilding them after")
     ap.add_argument("--anchor", help="ISO timestamp standing for 'now' (default: the current hour)")
     ap.add_argument("--proposed", action="store_true",
-                    help="create the proposed indexes (bench_* names) before timing; without it they are dropped")
+                    help="time with the proposed index changes (bench/README.md): create the bench_* indexes "
+                         "(kept) and drop the indexes they replace inside the timing transaction "
+                         "(rolled back); without it, existing bench_* indexes are dropped that way")
     ap.add_argument("--no-queries", action="store_true", help="generate only")
+    ap.add_argument("--no-prewarm", action="store_true",
+                    help="skip reading the history tables and their indexes into the OS page cache before timing")
+    ap.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS",
+                    help="before timing, wait up to SECONDS for the 1-min load average to drop below 1.2")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--keep", action="store_true", default=True, help="keep the database at the end (default)")
     g.add_argument("--drop", action="store_true", help="drop the database at the end")
@@ -1111,6 +1180,13 @@ def main(argv=None) -> int:
         log(f"    {name:<14} table {t / 2**20:9.1f} MiB  indexes {i / 2**20:9.1f} MiB")
 
     results = []
+    if not args.no_queries and args.wait_quiet > 0:
+        deadline = time.time() + args.wait_quiet
+        while os.getloadavg()[0] > 1.2 and time.time() < deadline:
+            time.sleep(5)
+        log(f"== 1-min load average {os.getloadavg()[0]:.2f} before timing")
+    if not args.no_queries and not args.no_prewarm:
+        prewarm(args.db)
     if not args.no_queries:
         log(f"== timing {len(QUERIES)} queries x {args.reps} executions (prepared, one connection)")
         results = run_queries(args.db, meta, args.reps, args.seed, args.proposed)

@@ -143,7 +143,9 @@ COMMENT ON COLUMN etl.runs.cancel_requested_at IS 'Cancellation asked for a runn
 
 -- Seed 000 and 001 history indexes, by name of the question they answer.
 CREATE INDEX runs_job_scheduled_idx ON etl.runs (job_id, scheduled_at);
-CREATE INDEX runs_job_started_idx ON etl.runs (job_id, started_at DESC);
+-- Covering: a job's history page and its 30-day count/sum read only the index.
+CREATE INDEX runs_job_started_idx ON etl.runs (job_id, started_at DESC, run_id DESC)
+  INCLUDE (status, duration_ms);
 CREATE INDEX runs_status_scheduled_idx ON etl.runs (status, scheduled_at);
 CREATE INDEX runs_job_status_ended_idx ON etl.runs (job_id, status, ended_at);
 CREATE INDEX runs_fingerprint_idx ON etl.runs (parameter_fingerprint);
@@ -154,7 +156,7 @@ CREATE INDEX runs_pipeline_status_idx ON etl.runs (pipeline_run_id, status, star
 CREATE INDEX runs_job_latest_success_idx ON etl.runs (job_id, ended_at DESC) WHERE status = 'success';
 -- Failure triage (seed 001/003 partial index on failed runs): recent failures with their category.
 CREATE INDEX runs_failed_ended_idx ON etl.runs (ended_at DESC)
-  INCLUDE (job_id, error_category, is_transient) WHERE status = 'failed';
+  INCLUDE (job_id, error_category, is_transient, run_id) WHERE status = 'failed';
 -- The live set stays tiny however large history grows: runs not yet finished.
 CREATE INDEX runs_unfinished_idx ON etl.runs (pipeline_run_id, job_id)
   WHERE status IN ('pending', 'queued', 'running');
