@@ -59,19 +59,25 @@ comment on function etl._notify_runnable(bigint) is
 -- The lifecycle as data: which status may follow which.
 create or replace function etl._run_transition_is_legal(p_from text, p_to text)
 returns boolean
-language sql
+language plpgsql
 immutable
 parallel safe
 set search_path = ''
 as $$
-  select p_from = p_to or (p_from, p_to) in (
-    ('pending', 'queued'), ('pending', 'skipped'), ('pending', 'cancelled'),
-    ('queued', 'running'), ('queued', 'skipped'), ('queued', 'cancelled'), ('queued', 'pending'),
-    ('running', 'success'), ('running', 'partial_success'), ('running', 'failed'),
-    ('running', 'queued'), ('running', 'cancelled'),
+begin
+  -- PL/pgSQL with a CASE, not a SQL function: called from a trigger on every status change, a SQL
+  -- function would be planned again on each call.
+  return p_from = p_to or case p_from
+    when 'pending' then p_to in ('queued', 'skipped', 'cancelled')
+    when 'queued' then p_to in ('running', 'skipped', 'cancelled', 'pending')
+    when 'running' then p_to in ('success', 'partial_success', 'failed', 'queued', 'cancelled')
     -- retry: a run that did not succeed starts a new attempt path
-    ('failed', 'queued'), ('failed', 'pending'), ('skipped', 'queued'), ('skipped', 'pending'),
-    ('cancelled', 'queued'), ('cancelled', 'pending'))
+    when 'failed' then p_to in ('queued', 'pending')
+    when 'skipped' then p_to in ('queued', 'pending')
+    when 'cancelled' then p_to in ('queued', 'pending')
+    else false
+  end;
+end;
 $$;
 comment on function etl._run_transition_is_legal(text, text) is
   'The run lifecycle: pending -> queued -> running -> success | partial_success | failed | cancelled, '

@@ -67,11 +67,11 @@ begin
   end if;
 
   insert into etl.pipeline_runs (idempotency_key, trigger_type, schedule_id, logical_date, status, mode,
-                                 transaction_scope, dry_run, params, selection, reason,
+                                 transaction_scope, dry_run, params, selection, reason, started_at,
                                  full_refresh_confirmed, approved_by, approved_at, approval_reason)
-  values (p_idempotency_key, p_trigger_type, p_schedule_id, v_logical, 'queued', p_mode,
+  values (p_idempotency_key, p_trigger_type, p_schedule_id, v_logical, 'running', p_mode,
           p_transaction_scope, p_dry_run, coalesce(p_params, '{}'), coalesce(p_selection, '{}'), p_reason,
-          p_mode = 'full', case when p_mode = 'full' then p_approval ->> 'approver' end,
+          pg_catalog.now(), p_mode = 'full', case when p_mode = 'full' then p_approval ->> 'approver' end,
           case when p_mode = 'full' then pg_catalog.now() end,
           case when p_mode = 'full' then p_approval ->> 'reason' end)
   on conflict do nothing

@@ -40,7 +40,9 @@ begin
       from etl.runs r join etl.jobs j on j.job_id = r.job_id
      where r.status = 'queued' and r.next_attempt_at <= pg_catalog.now()
      order by r.priority desc, r.next_attempt_at, r.run_id
-     limit claim.max_runs * 4
+     -- A wide window so runs blocked by their key cannot starve the ones behind them; the loop
+     -- fetches (and locks) only as far as it goes.
+     limit claim.max_runs * 4 + 1000
        for update of r skip locked
   loop
     exit when v_claimed >= claim.max_runs;
@@ -53,21 +55,27 @@ begin
     v_pool := coalesce(v_cand.concurrency_key, v_cand.slug || ':' || v_cand.parameter_fingerprint);
     v_lease := coalesce(v_cand.lease_duration, pg_catalog.make_interval(secs => v_default_lease));
     v_lock_key := null;
+    v_attempt := pg_catalog.nextval('etl.run_attempts_attempt_id_seq');
     for k in 1 .. v_cand.concurrency_limit loop
-      insert into etl.job_locks (concurrency_key, pool_key, slot_no, job_id, run_id, holder, expires_at)
-      values (case when k = 1 then v_pool else v_pool || '#' || k end, v_pool, k, v_cand.job_id,
-              v_cand.run_id, claim.worker, pg_catalog.now() + v_lease)
-      on conflict (concurrency_key) where status = 'active' do nothing
-      returning concurrency_key into v_lock_key;
+      v_lock_key := case when k = 1 then v_pool else v_pool || '#' || k end;
+      -- A key another claimer is taking right now is skipped, never waited for (no deadlocks).
+      if pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'), pg_catalog.hashtext(v_lock_key)) then
+        insert into etl.job_locks (concurrency_key, pool_key, slot_no, job_id, run_id, attempt_id, holder, expires_at)
+        values (v_lock_key, v_pool, k, v_cand.job_id, v_cand.run_id, v_attempt, claim.worker,
+                pg_catalog.now() + v_lease)
+        on conflict (concurrency_key) where status = 'active' do nothing
+        returning concurrency_key into v_lock_key;
+      else
+        v_lock_key := null;
+      end if;
       exit when v_lock_key is not null;
     end loop;
     continue when v_lock_key is null;
 
     v_attempt_no := v_cand.attempt_count + 1;
-    insert into etl.run_attempts (run_id, attempt_no, worker_id, lease_expires_at, run_slot)
-    values (v_cand.run_id, v_attempt_no, claim.worker, pg_catalog.now() + v_lease, v_slot)
-    returning attempt_id into v_attempt;
-    update etl.job_locks set attempt_id = v_attempt where concurrency_key = v_lock_key and status = 'active';
+    insert into etl.run_attempts (attempt_id, run_id, attempt_no, worker_id, lease_expires_at, run_slot)
+    overriding system value
+    values (v_attempt, v_cand.run_id, v_attempt_no, claim.worker, pg_catalog.now() + v_lease, v_slot);
     update etl.run_slots set run_id = v_cand.run_id, claimed_at = pg_catalog.now() where slot_no = v_slot;
     update etl.runs r
        set status = 'running', attempt_count = v_attempt_no,
@@ -75,8 +83,6 @@ begin
      where r.run_id = v_cand.run_id;
     perform etl._record_transition(v_cand.run_id, v_cand.pipeline_run_id, 'queued', 'running', claim.worker,
                                    pg_catalog.jsonb_build_object('attempt_no', v_attempt_no, 'token', v_attempt));
-    update etl.pipeline_runs p set status = 'running', started_at = coalesce(p.started_at, pg_catalog.now())
-     where p.pipeline_run_id = v_cand.pipeline_run_id and p.status = 'queued';
 
     run_id := v_cand.run_id; token := v_attempt; attempt_no := v_attempt_no;
     pipeline_run_id := v_cand.pipeline_run_id; job_id := v_cand.job_id; job_slug := v_cand.slug;

@@ -14,7 +14,8 @@ declare
 begin
   select j.* into v_job from etl.jobs j where j.job_id = p_schedule.job_id;
   select count(*) filter (where p.status in ('queued', 'running')),
-         count(*) filter (where p.status = 'queued' and p.started_at is null)
+         count(*) filter (where not exists (select 1 from etl.runs r
+                                             where r.pipeline_run_id = p.pipeline_run_id and r.started_at is not null))
     into v_open, v_waiting
     from etl.pipeline_runs p
    where p.schedule_id = p_schedule.schedule_id and p.status in ('queued', 'running');
