@@ -157,9 +157,6 @@ CREATE INDEX runs_job_latest_success_idx ON etl.runs (job_id, ended_at DESC) WHE
 -- Failure triage (seed 001/003 partial index on failed runs): recent failures with their category.
 CREATE INDEX runs_failed_ended_idx ON etl.runs (ended_at DESC)
   INCLUDE (job_id, error_category, is_transient, run_id) WHERE status = 'failed';
--- The live set stays tiny however large history grows: runs not yet finished.
-CREATE INDEX runs_unfinished_idx ON etl.runs (pipeline_run_id, job_id)
-  WHERE status IN ('pending', 'queued', 'running');
 
 CREATE TABLE etl.run_attempts (
   attempt_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -21,6 +21,7 @@ declare
   v_attempt_no integer;
   v_claimed integer := 0;
   v_default_lease float8;
+  v_cursor refcursor;
 begin
   perform etl._assert_primary();
   if claim.worker is null or claim.worker = '' then
@@ -32,7 +33,9 @@ begin
   select (s.value #>> '{}')::float8 into v_default_lease from etl.settings s where s.name = 'default_lease_seconds';
 
   -- Highest priority first, then the oldest; rows another claimer holds are skipped, not waited for.
-  for v_cand in
+  -- An explicit cursor fetched row by row locks only the rows it looks at (a FOR loop would
+  -- prefetch and lock ten).
+  open v_cursor for
     select r.run_id, r.job_id, r.pipeline_run_id, r.parameter_fingerprint, r.attempt_count, r.params,
            r.dry_run, r.mode, r.logical_date, r.correlation_id, r.max_attempts, r.group_id,
            j.slug, j.kind, j.target, j.timeout, j.lease_duration, j.concurrency_key, j.concurrency_limit,
@@ -43,9 +46,11 @@ begin
      -- A wide window so runs blocked by their key cannot starve the ones behind them; the loop
      -- fetches (and locks) only as far as it goes.
      limit claim.max_runs * 4 + 1000
-       for update of r skip locked
+       for update of r skip locked;
   loop
     exit when v_claimed >= claim.max_runs;
+    fetch v_cursor into v_cand;
+    exit when not found;
     -- The global bound: a free slot, or nothing more can run now.
     select s.slot_no into v_slot from etl.run_slots s
      where s.run_id is null and not s.retired
@@ -101,6 +106,7 @@ begin
     v_claimed := v_claimed + 1;
     return next;
   end loop;
+  close v_cursor;
 end;
 $$;
 comment on function etl.claim(text, integer) is

@@ -111,7 +111,11 @@ begin
    where a.attempt_id = p_token
   returning a.* into v_attempt;
 
-  -- The lock and the slot go back in the same transaction as the outcome.
+  -- The lock and the slot go back in the same transaction as the outcome. The key's advisory lock
+  -- comes first: a claimer inserting the same key then skips it instead of waiting on this
+  -- delete while holding a slot (a deadlock).
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'), pg_catalog.hashtext(l.concurrency_key))
+     from etl.job_locks l where l.attempt_id = p_token and l.status = 'active';
   delete from etl.job_locks l where l.attempt_id = p_token;
   update etl.run_slots s set run_id = null, claimed_at = null where s.slot_no = v_attempt.run_slot;
   delete from etl.run_slots s where s.slot_no = v_attempt.run_slot and s.retired;
