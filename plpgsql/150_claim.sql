@@ -22,6 +22,15 @@ declare
   v_claimed integer := 0;
   v_default_lease float8;
   v_cursor refcursor;
+  v_floor text[];
+  v_full boolean;
+  v_floored_until timestamptz;
+  v_started timestamptz;
+  v_fp integer;
+  v_ft timestamptz;
+  v_fid bigint;
+  v_last text[];
+  v_no_slot boolean := false;
 begin
   perform etl._assert_primary();
   if claim.worker is null or claim.worker = '' then
@@ -32,30 +41,56 @@ begin
   end if;
   select (s.value #>> '{}')::float8 into v_default_lease from etl.settings s where s.name = 'default_lease_seconds';
 
-  -- Highest priority first, then the oldest; rows another claimer holds are skipped, not waited for.
-  -- An explicit cursor fetched row by row locks only the rows it looks at (a FOR loop would
-  -- prefetch and lock ten).
-  open v_cursor for
-    select r.run_id, r.job_id, r.pipeline_run_id, r.parameter_fingerprint, r.attempt_count, r.params,
-           r.dry_run, r.mode, r.logical_date, r.correlation_id, r.max_attempts, r.group_id,
-           j.slug, j.kind, j.target, j.timeout, j.lease_duration, j.concurrency_key, j.concurrency_limit,
-           j.items_source, j.item_concurrency, j.supports_incremental
-      from etl.runs r join etl.jobs j on j.job_id = r.job_id
-     where r.status = 'queued' and r.next_attempt_at <= pg_catalog.now()
-     order by r.priority desc, r.next_attempt_at, r.run_id
-     -- A wide window so runs blocked by their key cannot starve the ones behind them; the loop
-     -- fetches (and locks) only as far as it goes.
-     limit claim.max_runs * 4 + 1000
-       for update of r skip locked;
+  -- Where this session's last scan stopped: (-priority, next_attempt_at, run_id). Runs claimed
+  -- since then leave dead index entries at the head of runs_claimable_idx; an open snapshot
+  -- elsewhere (a long SQL procedure) keeps them from being pruned, and every full scan walks them.
+  -- When a full scan is seen to be slow (over 2 ms to its first row), the next claims of this
+  -- session for half a second start after the floor instead. Order is then exact except for runs
+  -- that land behind the floor (a higher priority, an older timestamp committed late), which the
+  -- full scan finds when the half second is over or when the floored scan comes up short.
+  v_floor := pg_catalog.string_to_array(pg_catalog.current_setting('etl.claim_floor', true), '|');
+  v_full := v_floor is null or pg_catalog.cardinality(v_floor) <> 4
+            or pg_catalog.clock_timestamp() >= v_floor[4]::timestamptz;
+  <<passes>>
   loop
-    exit when v_claimed >= claim.max_runs;
-    fetch v_cursor into v_cand;
-    exit when not found;
+    if v_full then
+      v_fp := -2147483648; v_ft := '-infinity'; v_fid := 0;
+      v_floored_until := '-infinity';
+    else
+      v_fp := v_floor[1]::integer; v_ft := v_floor[2]::timestamptz; v_fid := v_floor[3]::bigint;
+      v_floored_until := v_floor[4]::timestamptz;
+    end if;
+    v_started := pg_catalog.clock_timestamp();
+    -- Highest priority first, then the oldest; rows another claimer holds are skipped, not waited
+    -- for. An explicit cursor fetched row by row locks only the rows it looks at.
+    open v_cursor for
+      select r.run_id, r.job_id, r.pipeline_run_id, r.parameter_fingerprint, r.attempt_count, r.params,
+             r.dry_run, r.mode, r.logical_date, r.correlation_id, r.max_attempts, r.group_id, r.priority,
+             r.next_attempt_at,
+             j.slug, j.kind, j.target, j.timeout, j.lease_duration, j.concurrency_key, j.concurrency_limit,
+             j.items_source, j.item_concurrency, j.supports_incremental
+        from etl.runs r join etl.jobs j on j.job_id = r.job_id
+       where r.status = 'queued' and r.next_attempt_at <= pg_catalog.now()
+         and (-r.priority, r.next_attempt_at, r.run_id) > (v_fp, v_ft, v_fid)
+       order by -r.priority, r.next_attempt_at, r.run_id
+       limit claim.max_runs * 4 + 1000
+         for update of r skip locked;
+    loop
+      exit when v_claimed >= claim.max_runs;
+      fetch v_cursor into v_cand;
+      if v_full and v_last is null and pg_catalog.clock_timestamp() - v_started > interval '2 milliseconds' then
+        v_floored_until := pg_catalog.clock_timestamp() + interval '500 milliseconds';
+      end if;
+      exit when not found;
+      v_last := array[(-v_cand.priority)::text, v_cand.next_attempt_at::text, v_cand.run_id::text];
     -- The global bound: a free slot, or nothing more can run now.
     select s.slot_no into v_slot from etl.run_slots s
      where s.run_id is null and not s.retired
      limit 1 for update skip locked;
-    exit when v_slot is null;
+    if v_slot is null then
+      v_no_slot := true;
+      exit;
+    end if;
     -- The concurrency key: the first free slot of its pool, or this run waits.
     v_pool := coalesce(v_cand.concurrency_key, v_cand.slug || ':' || v_cand.parameter_fingerprint);
     v_lease := coalesce(v_cand.lease_duration, pg_catalog.make_interval(secs => v_default_lease));
@@ -105,8 +140,15 @@ begin
     group_id := v_cand.group_id;
     v_claimed := v_claimed + 1;
     return next;
-  end loop;
-  close v_cursor;
+    end loop;
+    close v_cursor;
+    if v_last is not null then
+      perform pg_catalog.set_config('etl.claim_floor',
+        pg_catalog.array_to_string(v_last || v_floored_until::text, '|'), false);
+    end if;
+    exit passes when v_full or v_claimed >= claim.max_runs or v_no_slot;
+    v_full := true;
+  end loop passes;
 end;
 $$;
 comment on function etl.claim(text, integer) is

@@ -365,3 +365,25 @@ def test_run_job_with_one_correlation_id_is_idempotent_under_concurrency(db):
         assert conn.execute("select count(*) as n from etl.pipeline_runs where idempotency_key = %s",
                             (f"run:{cid}",)).fetchone()["n"] == 1
         assert conn.execute("select count(*) as n from etl.runs").fetchone()["n"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# f. the claim floor (the long-open-transaction mitigation) never loses a run
+
+
+def test_claim_floor_finds_runs_behind_it(db):
+    with db.connect() as c:
+        make_jobs(c, 3)
+        for slug in ("j01", "j02", "j03"):
+            c.execute("select etl.run_job(%s)", (slug,))
+        ids = [r["run_id"] for r in c.execute(
+            "select run_id from etl.runs order by next_attempt_at, run_id").fetchall()]
+        # Pretend a slow full scan put this session in floored mode, its floor at the second run.
+        pos = c.execute("select next_attempt_at::text as t from etl.runs where run_id = %s", (ids[1],)).fetchone()["t"]
+        c.execute("select set_config('etl.claim_floor', %s, false)",
+                  (f"0|{pos}|{ids[1]}|{'infinity'}",))
+        first = c.execute("select run_id from etl.claim('w', 1)").fetchone()["run_id"]
+        assert first == ids[2], "a floored claim starts after the floor"
+        # Nothing is left ahead of the floor: the floored scan comes up short, the full scan runs.
+        behind = {r["run_id"] for r in c.execute("select run_id from etl.claim('w', 5)").fetchall()}
+        assert behind == {ids[0], ids[1]}, "runs behind the floor are claimed by the full scan"
