@@ -26,6 +26,21 @@ def main() -> None:
     """
 
 
+@main.command("runner")
+@click.option("--slots", type=click.IntRange(1, 1000), default=lambda: int(os.environ.get("ETL_RUNNER_SLOTS", 4)),
+              show_default="4 or ETL_RUNNER_SLOTS", help="How many runs execute at once in this process.")
+@click.option("--worker-id", default=None, help="Unique runner identity (default: host plus a random id).")
+@click.option("--grace", type=float, default=30.0, show_default=True,
+              help="Seconds in-flight runs get to finish after SIGTERM before they are handed back.")
+@click.option("--safety-poll", type=float, default=30.0, show_default=True,
+              help="Longest sleep between claims when no NOTIFY arrives.")
+def runner_cmd(slots: int, worker_id: str | None, grace: float, safety_poll: float) -> None:
+    """Run the runner daemon: claim, execute, heartbeat, report. SIGTERM drains."""
+    from .runner import Runner
+    sys.exit(Runner(settings.dsn(), slots=slots, worker_id=worker_id, grace=grace,
+                    safety_poll=safety_poll).run())
+
+
 @main.group()
 def db() -> None:
     """The database: the embedded cluster, migrations, a psql shell."""
@@ -148,3 +163,7 @@ def db_summary(as_json: bool) -> None:
     for t in tables:
         click.echo(f"{t['table']:<24} {t['indexes']:>7} {t['constraints']:>11}")
     click.echo("settings: " + ", ".join(f"{s['name']}={json.dumps(s['value'])}" for s in sets))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Run one claimed job and turn what happened into the outcome etl.finish() records.
+
+Classification of exceptions (the engine's etl.error_classes decides what is transient):
+- JobError: its own category, transient hint, error type and HTTP status;
+- psycopg errors: DB with their SQLSTATE (connection, serialization and lock classes are transient
+  by the engine's defaults);
+- ValueError, TypeError, KeyError and other validation errors: DATA;
+- anything else: SYSTEM (transient by default: a crash of the host or the code path).
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Any, Callable
+
+import psycopg
+from psycopg import sql
+
+from . import queries
+from .context import Cancelled, JobContext, JobError
+
+
+def outcome_from_exception(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, Cancelled):
+        return {"status": "cancelled", "message": str(exc)}
+    if isinstance(exc, JobError):
+        out = {"status": "failed", "error_category": exc.category, "error_type": exc.error_type,
+               "message": str(exc)}
+        if exc.transient is not None:
+            out["is_transient"] = exc.transient
+        if exc.http_status is not None:
+            out["http_status"] = exc.http_status
+        return out
+    if isinstance(exc, psycopg.Error):
+        return {"status": "failed", "error_category": "DB", "error_type": type(exc).__name__,
+                "sqlstate": exc.sqlstate, "message": str(exc).strip()}
+    if isinstance(exc, (ValueError, TypeError, KeyError, LookupError)):
+        return {"status": "failed", "error_category": "DATA", "error_type": type(exc).__name__,
+                "message": str(exc)}
+    return {"status": "failed", "error_category": "SYSTEM", "error_type": type(exc).__name__,
+            "message": str(exc)}
+
+
+def resolve_callable(target: str) -> Callable[[JobContext], Any]:
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise JobError(f"{target}: {attr!r} is not a callable of module {module_name}",
+                       category="SYSTEM", transient=False, error_type="bad_target")
+    return fn
+
+
+def run_python(target: str, ctx: JobContext) -> dict[str, Any]:
+    fn = resolve_callable(target)
+    returned = fn(ctx)
+    out: dict[str, Any] = {"status": "success", **ctx.metrics}
+    if isinstance(returned, dict):
+        # A job may report its status (partial_success) and extra metrics itself.
+        out.update({k: v for k, v in returned.items() if k in (
+            "status", "records_read", "records_written", "page_count", "lineage", "message")})
+    if ctx.custom:
+        out["metrics"] = ctx.custom
+    if ctx.new_cursor is not None:
+        out["cursor"] = ctx.new_cursor
+    return out
+
+
+def run_sql(conn: psycopg.Connection, target: str, ctx: JobContext, timeout_ms: int) -> dict[str, Any]:
+    """Call schema.routine with the run's parameters bound by name, in a transaction of its own.
+
+    A dry run executes and rolls back: real counts, no change.
+    """
+    schema, _, name = target.partition(".")
+    row = conn.execute(queries.ROUTINE_KIND, {"schema": schema, "name": name}).fetchone()
+    if row is None:
+        raise JobError(f"routine {target} does not exist", category="DB", transient=False,
+                       error_type="undefined_function")
+    kind = row[0] if not isinstance(row, dict) else row["prokind"]
+    args = sql.SQL(", ").join(
+        sql.SQL("{} => {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in sorted(ctx.params))
+    routine = sql.Identifier(schema, name)
+    stmt = (sql.SQL("call {}({})") if kind == "p" else sql.SQL("select {}({})")).format(routine, args)
+    started = time.monotonic()
+    with conn.transaction(force_rollback=ctx.dry_run):
+        conn.execute(sql.SQL("set local statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
+        cur = conn.execute(stmt, ctx.params)
+        result = cur.fetchone() if cur.description else None
+    value = None
+    if result is not None:
+        value = result[0] if not isinstance(result, dict) else next(iter(result.values()))
+    rows = value if isinstance(value, int) and not isinstance(value, bool) else cur.rowcount
+    return {"status": "success", "rows_affected": rows if rows is not None and rows >= 0 else None,
+            "records_written": rows if isinstance(rows, int) and rows >= 0 else None,
+            "sql_executed": stmt.as_string(conn) + "  -- params: " + repr(ctx.params),
+            "metrics": {"duration_ms": round((time.monotonic() - started) * 1000, 3),
+                        "dry_run_rolled_back": ctx.dry_run}}

@@ -1,0 +1,343 @@
+"""The runner daemon: claims runs through etl.claim, executes them, heartbeats, reports.
+
+One process, N slots. It sleeps until a NOTIFY on etl_runnable, a slot frees up, or the engine's
+next wake-up time (etl.next_wakeup), with a long safety poll; it never busy-polls. SIGTERM or SIGINT:
+stop claiming, let in-flight runs finish within the grace period, hand back what is left (a
+transient SYSTEM failure the engine retries elsewhere), exit 0. SIGKILL loses nothing: the lease
+expires and etl.tick() retries the run.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from . import __version__, queries
+from .context import JobContext
+from .executors import outcome_from_exception, run_python, run_sql
+
+STALE_TOKEN = "ETL01"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, with stable keys (action, run_id, ...) that can double as labels."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+               "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        out.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def make_logger(name: str = "etl.runner") -> logging.Logger:
+    log = logging.getLogger(name)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
+
+
+class FieldsAdapter(logging.LoggerAdapter):
+    def process(self, msg, kwargs):
+        fields = dict(self.extra)
+        fields.update(kwargs.pop("fields", {}))
+        kwargs["extra"] = {"fields": fields}
+        return msg, kwargs
+
+
+@dataclass(frozen=True)
+class Claimed:
+    run_id: int
+    token: int
+    attempt_no: int
+    pipeline_run_id: int
+    job_id: int
+    job_slug: str
+    kind: str
+    target: str
+    params: dict
+    cursor: dict | None
+    dry_run: bool
+    mode: str
+    logical_date: Any
+    correlation_id: Any
+    max_attempts: int
+    timeout_ms: int
+    lease_expires_at: Any
+
+
+@dataclass
+class InFlight:
+    claim: Claimed
+    ctx: JobContext
+    claimed_at: float
+    lease_seconds: float
+    future: Future | None = None
+    backend_pid: int | None = None
+    lost: bool = False
+    handed_back: bool = False
+    last_beat: float = field(default_factory=time.monotonic)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event, wake: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set the stop event and wake the loop; the previous handlers come back on exit."""
+    def handler(signum, _frame):
+        stop.set()
+        wake.set()
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class Runner:
+    def __init__(self, dsn: str, slots: int = 4, worker_id: str | None = None, grace: float = 30.0,
+                 safety_poll: float = 30.0):
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        self.dsn = dsn
+        self.slots = slots
+        self.worker_id = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
+        self.grace = grace
+        self.safety_poll = safety_poll
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.lock = threading.Lock()
+        self.in_flight: dict[int, InFlight] = {}
+        self.log = FieldsAdapter(make_logger(), {"worker": self.worker_id})
+        self.pool: ConnectionPool | None = None
+        self.fatal: BaseException | None = None
+
+    # ------------------------------------------------------------------ connections
+
+    def _connect(self, **kw) -> psycopg.Connection:
+        return psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row,
+                               application_name=f"etl-runner {self.worker_id}", **kw)
+
+    def _retrying(self, what: str, fn, attempts: int = 8):
+        """Run fn(); on a lost connection retry with capped, jittered backoff, logging each try."""
+        delay = 0.2
+        for attempt in range(1, attempts + 1):
+            try:
+                return fn()
+            except psycopg.OperationalError as exc:
+                if attempt == attempts or self.stop.is_set() and what != "finish":
+                    raise
+                self.log.warning("database unreachable, retrying", fields={
+                    "action": what, "attempt": attempt, "error": str(exc).strip()[:200]})
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 10.0)
+
+    # ------------------------------------------------------------------ threads
+
+    def _listen(self) -> None:
+        """LISTEN on its own connection; a NOTIFY only wakes the claim loop, etl.claim decides."""
+        backoff = 0.5
+        while not self.stop.is_set():
+            try:
+                with self._connect() as conn:
+                    conn.execute(queries.LISTEN)
+                    backoff = 0.5
+                    self.wake.set()  # notifications sent while we were away are gone: claim once
+                    while not self.stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.wake.set()
+                        conn.execute("select 1")  # prove the connection lives
+            except psycopg.OperationalError as exc:
+                self.log.warning("listener lost its connection", fields={"action": "listen", "error": str(exc).strip()[:200]})
+                time.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 10.0)
+            except BaseException as exc:  # a dead side thread stops the runner loudly
+                self.fatal = exc
+                self.stop.set()
+                self.wake.set()
+                return
+
+    def _heartbeats(self) -> None:
+        conn = None
+        while not self.stop.is_set() or self.in_flight:
+            time.sleep(0.2)
+            now = time.monotonic()
+            with self.lock:
+                due = [f for f in self.in_flight.values()
+                       if not f.lost and now - f.last_beat >= f.lease_seconds / 3]
+            for f in due:
+                try:
+                    if conn is None or conn.closed:
+                        conn = self._connect()
+                    beat = conn.execute(queries.HEARTBEAT, {"run_id": f.claim.run_id,
+                                                            "token": f.claim.token}).fetchone()["beat"]
+                    f.last_beat = now
+                    if beat.get("cancel_requested") and not f.ctx.cancelled:
+                        self.log.info("cancel requested", fields={"action": "cancel", "run_id": f.claim.run_id})
+                        self._cancel(f)
+                except psycopg.Error as exc:
+                    if getattr(exc, "sqlstate", None) == STALE_TOKEN:
+                        f.lost = True
+                        self.log.warning("lease lost; the result will be dropped", fields={
+                            "action": "heartbeat", "run_id": f.claim.run_id})
+                        self._cancel(f)
+                    else:
+                        self.log.warning("heartbeat failed", fields={"action": "heartbeat", "run_id": f.claim.run_id,
+                                                                     "error": str(exc).strip()[:200]})
+                        conn = None
+
+    def _cancel(self, f: InFlight) -> None:
+        f.ctx.cancel_event.set()
+        if f.backend_pid:
+            with contextlib.suppress(psycopg.Error), self._connect() as c:
+                c.execute("select pg_cancel_backend(%s)", (f.backend_pid,))
+
+    # ------------------------------------------------------------------ work
+
+    def _execute(self, f: InFlight) -> None:
+        c = f.claim
+        try:
+            if c.kind == "python":
+                outcome = run_python(c.target, f.ctx)
+            else:
+                with self.pool.connection() as conn:
+                    conn.autocommit = True
+                    f.backend_pid = conn.info.backend_pid
+                    try:
+                        outcome = run_sql(conn, c.target, f.ctx, c.timeout_ms)
+                    finally:
+                        f.backend_pid = None
+        except BaseException as exc:  # every failure is reported, none escapes the slot
+            outcome = outcome_from_exception(exc)
+            if f.ctx.cancelled and isinstance(exc, psycopg.errors.QueryCanceled):
+                outcome = {"status": "cancelled", "message": "cancelled by an operator"}
+        self._report(f, outcome)
+
+    def _report(self, f: InFlight, outcome: dict, handing_back: bool = False) -> None:
+        c = f.claim
+        fields = {"action": "finish", "run_id": c.run_id, "job": c.job_slug, "attempt": c.attempt_no,
+                  "status": outcome.get("status"), "error_category": outcome.get("error_category")}
+        if f.lost or (f.handed_back and not handing_back):
+            self.log.warning("dropping the result of a run whose lease was lost or handed back", fields=fields)
+        else:
+            def send():
+                with self._connect() as conn:
+                    return conn.execute(queries.FINISH, {"run_id": c.run_id, "token": c.token,
+                                                         "outcome": json.dumps(outcome, default=str)}).fetchone()
+            try:
+                row = self._retrying("finish", send)
+                fields["run_status"] = row["status"]
+                self.log.info("run reported", fields=fields)
+            except psycopg.Error as exc:
+                if getattr(exc, "sqlstate", None) == STALE_TOKEN:
+                    self.log.warning("report refused: stale token", fields=fields)
+                else:
+                    self.log.error("report failed; the lease will expire and the engine retries",
+                                   fields={**fields, "error": str(exc).strip()[:300]})
+        with self.lock:
+            self.in_flight.pop(c.run_id, None)
+        self.wake.set()
+
+    def _claim(self, conn: psycopg.Connection, free: int) -> list[Claimed]:
+        rows = conn.execute(queries.CLAIM, {"worker": self.worker_id, "max_runs": free}).fetchall()
+        return [Claimed(**r) for r in rows]
+
+    def _service_beat(self, conn: psycopg.Connection, status: str) -> None:
+        conn.execute(queries.SERVICE_HEARTBEAT, {
+            "instance_id": self.worker_id, "version": __version__, "host": socket.gethostname(),
+            "pid": os.getpid(), "status": status, "slots": self.slots, "busy": len(self.in_flight)})
+
+    def run(self) -> int:
+        """The claim loop; returns the process exit code."""
+        self.pool = ConnectionPool(self.dsn, min_size=0, max_size=self.slots, open=True,
+                                   kwargs={"autocommit": True, "row_factory": dict_row})
+        executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="slot")
+        threads = [threading.Thread(target=self._listen, name="listener", daemon=True),
+                   threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True)]
+        with stop_on_signals(self.stop, self.wake):
+            for t in threads:
+                t.start()
+            conn = self._retrying("connect", self._connect, attempts=30)
+            self._service_beat(conn, "running")
+            self.log.info("runner started", fields={"action": "start", "slots": self.slots})
+            last_beat = time.monotonic()
+            while not self.stop.is_set():
+                self.wake.clear()
+                try:
+                    if conn.closed:
+                        conn = self._retrying("connect", self._connect)
+                    free = self.slots - len(self.in_flight)
+                    if free > 0:
+                        for c in self._claim(conn, free):
+                            lease = max(1.0, (c.lease_expires_at.timestamp() - time.time()))
+                            ctx = JobContext(run_id=c.run_id, attempt_no=c.attempt_no, job=c.job_slug,
+                                             params=c.params, cursor=c.cursor, dry_run=c.dry_run,
+                                             logical_date=c.logical_date,
+                                             log=FieldsAdapter(make_logger("etl.job"), {
+                                                 "job": c.job_slug, "run_id": c.run_id, "attempt": c.attempt_no}))
+                            f = InFlight(claim=c, ctx=ctx, claimed_at=time.monotonic(), lease_seconds=lease)
+                            with self.lock:
+                                self.in_flight[c.run_id] = f
+                            self.log.info("claimed", fields={"action": "claim", "run_id": c.run_id,
+                                                             "job": c.job_slug, "attempt": c.attempt_no})
+                            f.future = executor.submit(self._execute, f)
+                    if time.monotonic() - last_beat > 10:
+                        self._service_beat(conn, "running")
+                        last_beat = time.monotonic()
+                    wait = self.safety_poll
+                    if len(self.in_flight) < self.slots:
+                        nxt = conn.execute(queries.NEXT_WAKEUP).fetchone()["seconds"]
+                        if nxt is not None:
+                            wait = min(wait, max(float(nxt), 0.01))
+                except psycopg.OperationalError as exc:
+                    self.log.warning("control connection lost", fields={"action": "claim", "error": str(exc).strip()[:200]})
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    wait = 1.0
+                self.wake.wait(wait)
+
+            # Draining: no more claims; in-flight runs get the grace period, then are handed back.
+            self.log.info("draining", fields={"action": "drain", "in_flight": len(self.in_flight)})
+            with contextlib.suppress(psycopg.Error):
+                self._service_beat(conn, "draining")
+            deadline = time.monotonic() + self.grace
+            while self.in_flight and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with self.lock:
+                left = list(self.in_flight.values())
+            for f in left:
+                f.handed_back = True  # a late return of the job must not report again
+                f.ctx.cancel_event.set()
+                self._report(f, {"status": "failed", "error_category": "SYSTEM", "is_transient": True,
+                                 "error_type": "runner_shutdown",
+                                 "message": f"runner {self.worker_id} stopped before the run ended"},
+                             handing_back=True)
+            executor.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(psycopg.Error):
+                self._service_beat(conn, "stopped")
+                conn.close()
+            self.pool.close()
+        if self.fatal:
+            self.log.error("a side thread died", fields={"action": "fatal", "error": repr(self.fatal)})
+            return 70
+        self.log.info("runner stopped", fields={"action": "stop"})
+        return 0
