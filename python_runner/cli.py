@@ -165,5 +165,9 @@ def db_summary(as_json: bool) -> None:
     click.echo("settings: " + ", ".join(f"{s['name']}={json.dumps(s['value'])}" for s in sets))
 
 
+from .ops_cli import register  # noqa: E402
+register(main)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,349 @@
+"""The operator commands of `etl` (python_runner/ops_cli.py) against a fresh database per test."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from python_runner.cli import main
+
+SUCCESS = '{"status": "success"}'
+
+
+@pytest.fixture
+def cli(db):
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(main, list(args), env={"ETL_DSN": db.dsn}, catch_exceptions=False)
+
+    return invoke
+
+
+def make_job(conn, slug: str, **cols) -> int:
+    names = ["slug", "name", "kind", "target", *cols]
+    values = [slug, slug, "python", "m:f", *cols.values()]
+    return conn.execute(
+        f"insert into etl.jobs ({', '.join(names)}) values ({', '.join(['%s'] * len(names))}) returning job_id",
+        values).fetchone()["job_id"]
+
+
+def depend(conn, parent: str, child: str) -> None:
+    conn.execute("""insert into etl.job_dependencies (parent_job_id, child_job_id)
+                    select p.job_id, c.job_id from etl.jobs p, etl.jobs c where p.slug = %s and c.slug = %s""",
+                 (parent, child))
+
+
+@pytest.fixture
+def diamond(conn):
+    """a -> b, a -> c, b -> d, c -> d; a has a tag, a schedule and a parameter."""
+    for s, layer in (("a", "bronze"), ("b", "silver"), ("c", "silver"), ("d", "gold")):
+        make_job(conn, s, layer=layer, supports_params=True)
+    for p, c in (("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")):
+        depend(conn, p, c)
+    conn.execute("insert into etl.job_tags (job_id, tag) select job_id, 'finance' from etl.jobs where slug = 'a'")
+    conn.execute("""insert into etl.schedules (job_id, cron_expr, timezone)
+                    select job_id, '0 2 * * *', 'UTC' from etl.jobs where slug = 'a'""")
+    conn.execute("""insert into etl.job_parameters (job_id, name, data_type, default_value)
+                    select job_id, 'country', 'string', '"DE"' from etl.jobs where slug = 'a'""")
+    conn.execute("""insert into etl.job_parameters (job_id, name, data_type)
+                    select job_id, n, t from etl.jobs, (values ('n', 'integer'), ('flags', 'object')) v(n, t)
+                     where slug = 'a'""")
+    return conn
+
+
+def test_settings_dsn_reads_env_at_call_time(db, monkeypatch):
+    from python_runner import settings
+    monkeypatch.setenv("ETL_DSN", db.dsn)
+    assert settings.dsn() == db.dsn
+
+
+def test_help_texts(cli):
+    for args in (["jobs", "list"], ["jobs", "show"], ["jobs", "enable"], ["jobs", "disable"], ["run"],
+                 ["runs", "list"], ["runs", "show"], ["cancel"], ["retry"], ["settings", "get"],
+                 ["settings", "set"], ["dag"]):
+        res = cli(*args, "--help")
+        assert res.exit_code == 0, (args, res.output)
+        assert "Usage:" in res.output
+
+
+# ---------------------------------------------------------------------------------------- jobs
+
+
+def test_jobs_list_table_json_and_filters(cli, diamond):
+    res = cli("jobs", "list")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].split()[:3] == ["JOB", "LAYER", "ENABLED"]
+    assert [ln.split()[0] for ln in lines[2:]] == ["a", "b", "c", "d"]
+
+    rows = json.loads(cli("jobs", "list", "--json").output)
+    by = {r["slug"]: r for r in rows}
+    assert by["d"]["dependencies"] == 2 and by["a"]["tags"] == ["finance"]
+    assert by["a"]["next_run_at"] is not None and by["a"]["last_status"] is None
+
+    assert [r["slug"] for r in json.loads(cli("jobs", "list", "--tag", "finance", "--json").output)] == ["a"]
+    assert [r["slug"] for r in json.loads(cli("jobs", "list", "--layer", "silver", "--json").output)] == ["b", "c"]
+    assert [r["slug"] for r in json.loads(cli("jobs", "list", "--limit", "2", "--offset", "1", "--json").output)] \
+        == ["b", "c"]
+    assert [r["slug"] for r in json.loads(cli("jobs", "list", "--search", "D", "--json").output)] == ["d"]
+    assert json.loads(cli("jobs", "list", "--disabled", "--json").output) == []
+    assert cli("jobs", "list", "--sort", "nope").exit_code == 2
+
+
+def test_jobs_list_last_run(cli, diamond):
+    assert cli("run", "b").exit_code == 0
+    rows = {r["slug"]: r for r in json.loads(cli("jobs", "list", "--sort", "last_run", "--json").output)}
+    assert rows["b"]["last_status"] in ("pending", "queued")
+
+
+def test_jobs_show(cli, diamond):
+    res = cli("jobs", "show", "a")
+    assert res.exit_code == 0, res.output
+    assert "0 2 * * *" in res.output and "next:" in res.output
+    assert "max_attempts" in res.output and "country" in res.output
+    assert "children: b (explicit), c (explicit)" in res.output
+    data = json.loads(cli("jobs", "show", "a", "--json").output)
+    assert len(data["schedules"][0]["next_fire_times"]) == 3
+    assert data["schedules"][0]["summary"]
+    assert data["retry_policy"]["max_attempts"] == 3
+    assert [p["slug"] for p in data["children"]] == ["b", "c"]
+
+
+def test_jobs_show_unknown(cli, db):
+    res = cli("jobs", "show", "nosuchjob")
+    assert res.exit_code == 2
+    assert "nosuchjob" in res.output and "Traceback" not in res.output
+
+
+def test_jobs_enable_disable_audited(cli, diamond):
+    assert cli("jobs", "disable", "b").exit_code == 2          # --reason is required
+    res = cli("jobs", "disable", "b", "--reason", "maintenance")
+    assert res.exit_code == 0, res.output
+    assert diamond.execute("select enabled from etl.jobs where slug = 'b'").fetchone()["enabled"] is False
+    assert [r["slug"] for r in json.loads(cli("jobs", "list", "--disabled", "--json").output)] == ["b"]
+    assert cli("jobs", "enable", "b", "--reason", "back").exit_code == 0
+    audit = diamond.execute("""select action, target_type, target_id, reason from etl.audit_log
+                                where target_type = 'job' order by audit_id""").fetchall()
+    assert [(a["action"], a["target_id"], a["reason"]) for a in audit] == \
+        [("disable", "b", "maintenance"), ("enable", "b", "back")]
+    res = cli("jobs", "enable", "ghost", "--reason", "x")
+    assert res.exit_code == 2 and "ghost" in res.output
+
+
+# ----------------------------------------------------------------------------------------- run
+
+
+def test_run_params_parsing(cli, diamond):
+    res = cli("run", "a", "-p", "n=5", "-p", "country=FR", "-p", 'flags={"x": [1]}', "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    params = diamond.execute("select params from etl.runs where run_id = %s", (out["run_id"],)).fetchone()["params"]
+    assert params["n"] == 5 and params["country"] == "FR" and params["flags"] == {"x": [1]}
+
+
+def test_run_params_file_and_text(cli, diamond, tmp_path):
+    f = tmp_path / "p.json"
+    f.write_text('{"country": "US", "n": 1}')
+    res = cli("run", "a", "--params-file", str(f), "-p", "n=2", "--reason", "test", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("run ")
+    run_id = int(res.output.split()[1])
+    r = diamond.execute("select params, dry_run, reason from etl.runs where run_id = %s", (run_id,)).fetchone()
+    assert r["params"]["country"] == "US" and r["params"]["n"] == 2 and r["dry_run"] and r["reason"] == "test"
+
+
+def test_run_bad_input(cli, diamond):
+    res = cli("run", "nosuch")
+    assert res.exit_code == 2 and "nosuch" in res.output
+    res = cli("run", "a", "-p", "novalue")
+    assert res.exit_code == 2 and "key=value" in res.output
+    res = cli("run", "a", "-p", "=x")
+    assert res.exit_code == 2
+
+
+def test_run_disabled_job_reports_db_error(cli, diamond):
+    cli("jobs", "disable", "a", "--reason", "x")
+    res = cli("run", "a")
+    assert res.exit_code == 1
+    assert res.output.startswith("error: job(s) a are disabled")
+    assert "SQLSTATE 55000" in res.output and "Traceback" not in res.output
+
+
+def test_run_wait_timeout(cli, diamond):
+    t0 = time.monotonic()
+    res = cli("run", "a", "--wait", "--timeout", "1")
+    assert res.exit_code == 124, res.output
+    assert time.monotonic() - t0 < 10
+    assert "timed out" in res.output
+
+
+def _finish_when_claimable(db, outcome: str, errors: list, stop: threading.Event):
+    try:
+        with db.connect() as conn:
+            end = time.monotonic() + 30
+            while time.monotonic() < end and not stop.is_set():
+                claimed = conn.execute("select * from etl.claim('test-worker', 1)").fetchall()
+                for c in claimed:
+                    conn.execute("select etl.finish(%s, %s, %s)", (c["run_id"], c["token"], outcome))
+                    return
+                time.sleep(0.1)
+    except BaseException as exc:  # noqa: BLE001 - surfaced by the test
+        errors.append(exc)
+
+
+def test_run_wait_success(cli, db, diamond):
+    errors: list = []
+    stop = threading.Event()
+    t = threading.Thread(target=_finish_when_claimable, args=(db, SUCCESS, errors, stop), daemon=True)
+    t.start()
+    try:
+        res = cli("run", "a", "--wait", "--timeout", "20")
+    finally:
+        stop.set()
+        t.join(5)
+    assert not errors
+    assert res.exit_code == 0, res.output
+    assert "success" in res.output and "a " in res.output
+
+
+def test_run_wait_failure(cli, db, diamond):
+    diamond.execute("update etl.jobs set max_attempts = 1 where slug = 'a'")
+    errors: list = []
+    stop = threading.Event()
+    outcome = '{"status": "failed", "error_category": "DATA", "message": "bad rows", "is_transient": false}'
+    t = threading.Thread(target=_finish_when_claimable, args=(db, outcome, errors, stop), daemon=True)
+    t.start()
+    try:
+        res = cli("run", "a", "--wait", "--timeout", "20")
+    finally:
+        stop.set()
+        t.join(5)
+    assert not errors
+    assert res.exit_code == 1, res.output
+    assert "failed" in res.output
+
+
+# ---------------------------------------------------------------------------------------- runs
+
+
+def _failed_run(db, conn, slug="a") -> int:
+    conn.execute("update etl.jobs set max_attempts = 1 where slug = %s", (slug,))
+    run_id = conn.execute("select etl.run_job(%s) as r", (slug,)).fetchone()["r"]
+    c = conn.execute("select * from etl.claim('w1', 1)").fetchone()
+    assert c["run_id"] == run_id
+    conn.execute("select etl.finish(%s, %s, %s)", (run_id, c["token"],
+                 '{"status": "failed", "error_category": "API", "message": "HTTP 400 bad request", '
+                 '"is_transient": false}'))
+    return run_id
+
+
+def test_runs_list_filters_and_json(cli, db, diamond):
+    failed = _failed_run(db, diamond)
+    other = diamond.execute("select etl.run_job('b') as r").fetchone()["r"]
+    res = cli("runs", "list")
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0].split()[:3] == ["RUN", "JOB", "STATUS"]
+    rows = json.loads(cli("runs", "list", "--json").output)
+    assert [r["run_id"] for r in rows] == [failed, other]     # started first, never-started last
+    rows = json.loads(cli("runs", "list", "--status", "failed", "--category", "API", "--json").output)
+    assert [r["run_id"] for r in rows] == [failed]
+    assert json.loads(cli("runs", "list", "--category", "DB", "--json").output) == []
+    assert [r["run_id"] for r in json.loads(cli("runs", "list", "--job", "b", "--json").output)] == [other]
+    assert len(json.loads(cli("runs", "list", "--since", "24h", "--json").output)) == 2
+    assert json.loads(cli("runs", "list", "--since", "2999-01-01T00:00:00", "--json").output) == []
+    assert cli("runs", "list", "--since", "yesterday").exit_code == 2
+    assert cli("runs", "list", "--job", "ghost").exit_code == 2
+
+
+def test_runs_show(cli, db, diamond):
+    run_id = _failed_run(db, diamond)
+    res = cli("runs", "show", str(run_id))
+    assert res.exit_code == 0, res.output
+    assert "timeline:" in res.output and "running -> failed" in res.output
+    assert "w1" in res.output and "HTTP 400" in res.output
+    data = json.loads(cli("runs", "show", str(run_id), "--json").output)
+    assert data["run"]["status"] == "failed" and data["attempts"][0]["worker_id"] == "w1"
+    assert any(e["to_status"] == "failed" for e in data["events"])
+    res = cli("runs", "show", "999999")
+    assert res.exit_code == 3 and "999999" in res.output
+
+
+# ------------------------------------------------------------------------------- cancel / retry
+
+
+def test_cancel(cli, diamond):
+    run_id = diamond.execute("select etl.run_job('a') as r").fetchone()["r"]
+    assert cli("cancel", str(run_id)).exit_code == 2            # --reason is required
+    res = cli("cancel", str(run_id), "--reason", "not today")
+    assert res.exit_code == 0, res.output
+    assert "cancelled" in res.output
+    assert diamond.execute("select status from etl.runs where run_id = %s", (run_id,)).fetchone()["status"] \
+        == "cancelled"
+    res = cli("cancel", str(run_id), "--reason", "again")
+    assert res.exit_code == 1 and "already cancelled" in res.output
+    assert cli("cancel", "999999", "--reason", "x").exit_code == 3
+
+
+def test_retry(cli, db, diamond):
+    run_id = _failed_run(db, diamond)
+    res = cli("retry", str(run_id), "--reason", "fixed upstream")
+    assert res.exit_code == 0, res.output
+    assert f"run {run_id} re-opened" in res.output
+    assert diamond.execute("select status from etl.runs where run_id = %s", (run_id,)).fetchone()["status"] \
+        in ("pending", "queued")
+    res = cli("retry", str(run_id), "--reason", "again")           # not failed any more
+    assert res.exit_code == 1 and res.output.startswith("error: ") and "SQLSTATE 55000" in res.output
+    assert cli("retry", "999999", "--reason", "x").exit_code == 3
+
+
+# ------------------------------------------------------------------------------------ settings
+
+
+def test_settings_get(cli, db):
+    res = cli("settings", "get")
+    assert res.exit_code == 0 and "parallel_jobs" in res.output
+    one = json.loads(cli("settings", "get", "environment", "--json").output)
+    assert one["name"] == "environment" and one["value"] == "dev"
+    assert len(json.loads(cli("settings", "get", "--json").output)) >= 5
+    assert cli("settings", "get", "nope").exit_code == 3
+
+
+def test_settings_set(cli, conn):
+    res = cli("settings", "set", "parallel_jobs", "6")
+    assert res.exit_code == 2 and "--reason" in res.output        # refused by Click
+    res = cli("settings", "set", "parallel_jobs", "6", "--reason", "more")
+    assert res.exit_code == 0, res.output
+    assert "parallel_jobs:" in res.output and "-> 6" in res.output
+    assert conn.execute("select value from etl.settings where name = 'parallel_jobs'").fetchone()["value"] == 6
+    res = cli("settings", "set", "environment", "prod", "--reason", "go live", "--json")
+    assert json.loads(res.output)["new"] == "prod"
+    res = cli("settings", "set", "parallel_jobs", "0", "--reason", "x")
+    assert res.exit_code == 2 and res.output.startswith("error: ") and "SQLSTATE 22023" in res.output
+    assert "Traceback" not in res.output
+
+
+# ----------------------------------------------------------------------------------------- dag
+
+
+def test_dag_text_levels(cli, diamond):
+    res = cli("dag")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines == ["level 0: a (bronze)", "level 1: b (silver), c (silver)", "level 2: d (gold)"]
+
+
+def test_dag_dot_mermaid_json(cli, diamond):
+    dot = cli("dag", "--format", "dot").output
+    assert dot.startswith("digraph")
+    for p, c in (("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")):
+        assert f'"{p}" -> "{c}";' in dot
+    assert 'label="a (bronze)"' in dot
+    mer = cli("dag", "--format", "mermaid").output
+    assert mer.startswith("graph TD") and "a --> b" in mer and 'd["d (gold)"]' in mer
+    data = json.loads(cli("dag", "--format", "json").output)
+    assert data["levels"] == [["a"], ["b", "c"], ["d"]]
+    assert cli("dag", "--format", "png").exit_code == 2
