@@ -34,11 +34,14 @@ def main() -> None:
               help="Seconds in-flight runs get to finish after SIGTERM before they are handed back.")
 @click.option("--safety-poll", type=float, default=30.0, show_default=True,
               help="Longest sleep between claims when no NOTIFY arrives.")
-def runner_cmd(slots: int, worker_id: str | None, grace: float, safety_poll: float) -> None:
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=lambda: os.environ.get("ETL_METRICS_PORT"),
+              help="Serve Prometheus metrics on 127.0.0.1:PORT (0: any free port; ETL_METRICS_PORT).")
+def runner_cmd(slots: int, worker_id: str | None, grace: float, safety_poll: float,
+               metrics_port: int | None) -> None:
     """Run the runner daemon: claim, execute, heartbeat, report. SIGTERM drains."""
     from .runner import Runner
     sys.exit(Runner(settings.dsn(), slots=slots, worker_id=worker_id, grace=grace,
-                    safety_poll=safety_poll).run())
+                    safety_poll=safety_poll, metrics_port=metrics_port).run())
 
 
 @main.group()

@@ -30,6 +30,7 @@ from psycopg_pool import ConnectionPool
 from . import __version__, queries
 from .context import JobContext
 from .executors import outcome_from_exception, run_python, run_sql
+from .metrics import RunnerMetrics
 
 STALE_TOKEN = "ETL01"
 
@@ -115,7 +116,7 @@ def stop_on_signals(stop: threading.Event, wake: threading.Event) -> Iterator[No
 
 class Runner:
     def __init__(self, dsn: str, slots: int = 4, worker_id: str | None = None, grace: float = 30.0,
-                 safety_poll: float = 30.0):
+                 safety_poll: float = 30.0, metrics_port: int | None = None):
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
         self.dsn = dsn
@@ -130,6 +131,8 @@ class Runner:
         self.log = FieldsAdapter(make_logger(), {"worker": self.worker_id})
         self.pool: ConnectionPool | None = None
         self.fatal: BaseException | None = None
+        self.metrics = RunnerMetrics(worker=self.worker_id)
+        self.metrics_port = metrics_port
 
     # ------------------------------------------------------------------ connections
 
@@ -247,6 +250,8 @@ class Runner:
                 row = self._retrying("finish", send)
                 fields["run_status"] = row["status"]
                 self.log.info("run reported", fields=fields)
+                self.metrics.finished(c.job_slug, outcome.get("status", "failed"), outcome.get("error_category"),
+                                      c.kind, time.monotonic() - f.claimed_at)
             except psycopg.Error as exc:
                 if getattr(exc, "sqlstate", None) == STALE_TOKEN:
                     self.log.warning("report refused: stale token", fields=fields)
@@ -276,6 +281,9 @@ class Runner:
         with stop_on_signals(self.stop, self.wake):
             for t in threads:
                 t.start()
+            if self.metrics_port is not None:
+                port = self.metrics.serve(self.metrics_port)
+                self.log.info("metrics served", fields={"action": "metrics", "port": port})
             conn = self._retrying("connect", self._connect, attempts=30)
             self._service_beat(conn, "running")
             self.log.info("runner started", fields={"action": "start", "slots": self.slots})
@@ -287,7 +295,9 @@ class Runner:
                         conn = self._retrying("connect", self._connect)
                     free = self.slots - len(self.in_flight)
                     if free > 0:
-                        for c in self._claim(conn, free):
+                        claimed = self._claim(conn, free)
+                        self.metrics.claimed(len(claimed))
+                        for c in claimed:
                             lease = max(1.0, (c.lease_expires_at.timestamp() - time.time()))
                             ctx = JobContext(run_id=c.run_id, attempt_no=c.attempt_no, job=c.job_slug,
                                              params=c.params, cursor=c.cursor, dry_run=c.dry_run,
@@ -300,6 +310,8 @@ class Runner:
                             self.log.info("claimed", fields={"action": "claim", "run_id": c.run_id,
                                                              "job": c.job_slug, "attempt": c.attempt_no})
                             f.future = executor.submit(self._execute, f)
+                    self.metrics.slots(len(self.in_flight), self.slots)
+                    self.metrics.observe_pool(self.pool)
                     if time.monotonic() - last_beat > 10:
                         self._service_beat(conn, "running")
                         last_beat = time.monotonic()
@@ -336,6 +348,7 @@ class Runner:
                 self._service_beat(conn, "stopped")
                 conn.close()
             self.pool.close()
+            self.metrics.stop()
         if self.fatal:
             self.log.error("a side thread died", fields={"action": "fatal", "error": repr(self.fatal)})
             return 70

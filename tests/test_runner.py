@@ -28,12 +28,14 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
 def start_runner(db):
     procs: list[subprocess.Popen] = []
 
-    def start(slots: int = 2, worker: str | None = None, grace: float = 10.0) -> subprocess.Popen:
+    def start(slots: int = 2, worker: str | None = None, grace: float = 10.0,
+              extra: tuple[str, ...] = ()) -> subprocess.Popen:
         env = dict(os.environ, ETL_DSN=db.dsn, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         args = [sys.executable, "-m", "python_runner.cli", "runner", "--slots", str(slots), "--grace", str(grace),
                 "--safety-poll", "2"]
         if worker:
             args += ["--worker-id", worker]
+        args += list(extra)
         p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(p)
         return p
@@ -174,3 +176,27 @@ def test_kill9_loses_nothing_the_lease_expires_and_another_runner_finishes(db, s
         assert attempts[0]["error_type"] == "lease_expired"
         assert c.execute("select count(*) as n from etl.run_events where run_id = %s and to_status = 'success'",
                          (run,)).fetchone()["n"] == 1
+
+
+def test_metrics_endpoint_counts_claims_and_finishes(db, start_runner):
+    import json
+    import urllib.request
+    with db.connect() as c:
+        add_job(c, "m_ok", "runner_jobs:ok")
+        run = c.execute("select etl.run_job('m_ok') as r").fetchone()["r"]
+        p = start_runner(worker="runner-m", extra=("--metrics-port", "0"))
+        port = None
+        for line in p.stderr:  # the runner logs the port it bound
+            rec = json.loads(line)
+            if rec.get("action") == "metrics":
+                port = rec["port"]
+                break
+        assert port
+        wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
+                 == "success", what="the run to succeed")
+        def scraped():
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            return text if 'etl_runner_runs_finished_total{category="",job="m_ok",status="success"} 1.0' in text else None
+        text = wait_for(scraped, what="the finish to show in /metrics")
+        assert 'etl_runner_claims_total{worker="runner-m"} 1.0' in text
+        assert "etl_runner_run_duration_seconds_count" in text
