@@ -170,6 +170,8 @@ def db_summary(as_json: bool) -> None:
 
 from .ops_cli import register  # noqa: E402
 register(main)
+from .logs_cli import register as register_logs  # noqa: E402
+register_logs(main)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from psycopg_pool import ConnectionPool
 from . import __version__, queries
 from .context import JobContext
 from .executors import outcome_from_exception, run_python, run_sql
+from .logsink import RunLogHandler, ensure_redacting
 from .metrics import RunnerMetrics
 
 STALE_TOKEN = "ETL01"
@@ -132,6 +133,11 @@ class Runner:
         self.pool: ConnectionPool | None = None
         self.fatal: BaseException | None = None
         self.metrics = RunnerMetrics(worker=self.worker_id)
+        # Job logs go to stderr as JSON lines and, batched, to etl.run_logs; both see them redacted.
+        self.job_logger = make_logger("etl.job")
+        ensure_redacting(self.job_logger)
+        ensure_redacting(self.log.logger)
+        self.log_sink: RunLogHandler | None = None
         self.metrics_port = metrics_port
 
     # ------------------------------------------------------------------ connections
@@ -281,6 +287,8 @@ class Runner:
         with stop_on_signals(self.stop, self.wake):
             for t in threads:
                 t.start()
+            self.log_sink = RunLogHandler(self.dsn)
+            self.job_logger.addHandler(self.log_sink)
             if self.metrics_port is not None:
                 port = self.metrics.serve(self.metrics_port)
                 self.log.info("metrics served", fields={"action": "metrics", "port": port})
@@ -302,8 +310,9 @@ class Runner:
                             ctx = JobContext(run_id=c.run_id, attempt_no=c.attempt_no, job=c.job_slug,
                                              params=c.params, cursor=c.cursor, dry_run=c.dry_run,
                                              logical_date=c.logical_date,
-                                             log=FieldsAdapter(make_logger("etl.job"), {
-                                                 "job": c.job_slug, "run_id": c.run_id, "attempt": c.attempt_no}))
+                                             log=FieldsAdapter(self.job_logger, {
+                                                 "job": c.job_slug, "job_id": c.job_id, "run_id": c.run_id,
+                                                 "attempt": c.attempt_no, "attempt_id": c.token}))
                             f = InFlight(claim=c, ctx=ctx, claimed_at=time.monotonic(), lease_seconds=lease)
                             with self.lock:
                                 self.in_flight[c.run_id] = f
@@ -349,6 +358,8 @@ class Runner:
                 conn.close()
             self.pool.close()
             self.metrics.stop()
+            self.job_logger.removeHandler(self.log_sink)
+            self.log_sink.close()
         if self.fatal:
             self.log.error("a side thread died", fields={"action": "fatal", "error": repr(self.fatal)})
             return 70

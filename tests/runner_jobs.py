@@ -25,3 +25,8 @@ def slow(ctx):
     while time.monotonic() < deadline:
         ctx.check_cancelled()
         time.sleep(0.05)
+
+
+def chatty(ctx):
+    ctx.log.info("connecting with password=hunter2 as ops@example.com", fields={"action": "connect"})
+    ctx.log.warning("slow page", fields={"action": "page", "page": 3, "api_key": "abc123"})

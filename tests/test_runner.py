@@ -200,3 +200,28 @@ def test_metrics_endpoint_counts_claims_and_finishes(db, start_runner):
         text = wait_for(scraped, what="the finish to show in /metrics")
         assert 'etl_runner_claims_total{worker="runner-m"} 1.0' in text
         assert "etl_runner_run_duration_seconds_count" in text
+
+
+def test_job_logs_reach_run_logs_redacted_and_etl_logs_shows_them(db, start_runner):
+    from click.testing import CliRunner
+
+    from python_runner.cli import main
+    with db.connect() as c:
+        add_job(c, "chatty", "runner_jobs:chatty")
+        run = c.execute("select etl.run_job('chatty') as r").fetchone()["r"]
+        start_runner()
+        rows = wait_for(lambda: c.execute(
+            "select level, message, attempt_id, job_id, fields, redacted from etl.run_logs "
+            "where run_id = %s order by log_id", (run,)).fetchall() if c.execute(
+            "select count(*) as n from etl.run_logs where run_id = %s", (run,)).fetchone()["n"] >= 2 else None,
+            what="the job's logs in etl.run_logs")
+        token = c.execute("select attempt_id from etl.run_attempts where run_id = %s", (run,)).fetchone()["attempt_id"]
+        assert [r["level"] for r in rows] == ["INFO", "WARNING"]
+        assert all(r["redacted"] and r["attempt_id"] == token and r["job_id"] for r in rows)
+        assert "hunter2" not in rows[0]["message"] and "ops@example.com" not in rows[0]["message"]
+        assert rows[1]["fields"]["api_key"] == "[REDACTED]" and rows[1]["fields"]["page"] == 3
+        out = CliRunner().invoke(main, ["logs", str(run), "--level", "WARNING"], env={"ETL_DSN": db.dsn})
+        assert out.exit_code == 0, out.output
+        assert "slow page" in out.output and "connecting" not in out.output
+        missing = CliRunner().invoke(main, ["logs", "999999"], env={"ETL_DSN": db.dsn})
+        assert missing.exit_code == 3

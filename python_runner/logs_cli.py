@@ -1,0 +1,76 @@
+"""`etl logs RUN`: a run's structured logs, filtered, optionally followed until the run ends."""
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from .db import connect
+from .ops_cli import EXIT_NOT_FOUND, FINAL_STATUSES, OpsError, _jsonable, handle_errors
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+LOGS_AFTER = """
+select log_id, ts, level, message, attempt_id, item_id, logger, fields, redacted
+  from etl.run_logs
+ where run_id = %(run_id)s and log_id > %(after)s
+   and level = any(%(levels)s)
+   and (%(text)s::text is null or message ilike %(text)s or fields::text ilike %(text)s)
+ order by log_id
+ limit %(limit)s
+"""
+
+
+def _like(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+@click.command("logs")
+@click.argument("run_id", type=int)
+@click.option("--level", type=click.Choice(LEVELS, case_sensitive=False), default="DEBUG", show_default=True,
+              help="Lowest level shown.")
+@click.option("--grep", "text", default=None, help="Only lines whose message or fields contain TEXT.")
+@click.option("--follow", "-f", is_flag=True, help="Keep streaming new lines until the run ends.")
+@click.option("--limit", type=click.IntRange(1, 100000), default=1000, show_default=True,
+              help="Most lines per read.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@handle_errors
+def logs_cmd(run_id: int, level: str, text: str | None, follow: bool, limit: int, as_json: bool) -> None:
+    """Show the logs of RUN (redacted at the source), oldest first."""
+    levels = list(LEVELS[LEVELS.index(level.upper()):])
+    with connect() as conn:
+        if conn.execute("select 1 from etl.runs where run_id = %s", (run_id,)).fetchone() is None:
+            raise OpsError(f"run {run_id} not found", EXIT_NOT_FOUND)
+        after = 0
+        while True:
+            rows = conn.execute(LOGS_AFTER, {"run_id": run_id, "after": after, "levels": levels,
+                                             "text": _like(text), "limit": limit}).fetchall()
+            for r in rows:
+                after = r["log_id"]
+                if as_json:
+                    click.echo(json.dumps(r, default=_jsonable))
+                else:
+                    extra = " ".join(f"{k}={v}" for k, v in (r["fields"] or {}).items()
+                                     if k not in ("run_id", "job", "attempt", "worker"))
+                    click.echo(f"{r['ts']:%H:%M:%S.%f}"[:-3] + f" {r['level']:<8} {r['message']}"
+                               + (f"  {extra}" if extra else ""))
+            if not follow:
+                return
+            status = conn.execute("select status from etl.runs where run_id = %s", (run_id,)).fetchone()["status"]
+            if status in FINAL_STATUSES and len(rows) < limit:
+                # One last read: a runner flushes its log batch right after the report.
+                time.sleep(1.0)
+                if not conn.execute("select 1 from etl.run_logs where run_id = %s and log_id > %s limit 1",
+                                    (run_id, after)).fetchone():
+                    click.echo(f"-- run {run_id} ended: {status}", err=True)
+                    return
+                continue
+            time.sleep(0.5)
+
+
+def register(main: click.Group) -> None:
+    if "logs" not in main.commands:
+        main.add_command(logs_cmd)

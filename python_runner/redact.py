@@ -1,0 +1,117 @@
+"""Redaction of secrets and PII in log messages and structured fields, before anything is written.
+
+    redact(value)     -> (redacted copy, whether anything was replaced)
+    redact_text(text) -> (redacted text, whether anything was replaced)
+
+Rules:
+  * A mapping key that contains (case-insensitive, ``-`` and spaces read as ``_``) one of
+    SECRET_KEY_PARTS has its whole value replaced by "[REDACTED]", whatever its type
+    (None and "" are left alone: there is nothing to hide).
+  * Every string anywhere (values, list items, the message) goes through redact_text:
+      - URL credentials            scheme://user:pw@host   -> scheme://user:[REDACTED]@host
+      - bearer tokens              Bearer abc.def          -> Bearer [REDACTED]
+      - JWTs (eyJ... . ... . ...)  three base64url segments -> [REDACTED]
+      - secret key=value / key: value pairs in free text, the key containing a secret name
+                                   password=hunter2        -> password=[REDACTED]
+      - e-mail addresses           bob@example.com         -> [EMAIL]
+  * Lists, tuples and dicts are walked recursively; the input is never mutated: containers are
+    always copied, scalars other than str are returned as is. A reference cycle becomes "[CYCLE]".
+
+Key matching is by substring, on purpose (db_password, x-api-key, session_cookie): a few
+harmless keys such as "token_count" are redacted too; that is the safe direction.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "[REDACTED]"
+EMAIL = "[EMAIL]"
+
+SECRET_KEY_PARTS: tuple[str, ...] = (
+    "password", "passwd", "secret", "token", "authorization", "api_key", "apikey",
+    "access_key", "private_key", "cookie", "session",
+)
+
+# In free text, api_key / access_key / private_key may also be written with "-" or nothing.
+_KEY_ALTERNATION = "|".join(
+    re.escape(p).replace("_", "[_-]?") if "_" in p else re.escape(p) for p in SECRET_KEY_PARTS)
+
+_URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?P<pw>[^\s/@]+)(?P<at>@)", re.I)
+_BEARER = re.compile(r"\b(?P<scheme>bearer)\s+(?!\[REDACTED\])[A-Za-z0-9\-._~+/]+=*", re.I)
+_JWT = re.compile(r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}(?![A-Za-z0-9_\-])")
+_KEY_VALUE = re.compile(
+    r"(?<![A-Za-z0-9_\-])"
+    r"(?P<key>[A-Za-z0-9_\-.]*?(?:" + _KEY_ALTERNATION + r")[A-Za-z0-9_\-.]*)"
+    r"(?P<sep>[\"']?\s*[=:]\s*)"
+    r"(?P<scheme>(?:bearer|basic|token|digest)\s+)?"
+    r"(?P<value>\[REDACTED\]|\"[^\"]*\"|'[^']*'|[^\s,;&\"'}\]]+)",
+    re.I)
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b")
+
+
+def is_secret_key(key: Any) -> bool:
+    """Whether a mapping key names a secret (case-insensitive substring of SECRET_KEY_PARTS)."""
+    k = str(key).lower().replace("-", "_").replace(" ", "_")
+    return any(part in k for part in SECRET_KEY_PARTS)
+
+
+def _key_value(m: re.Match) -> str:
+    value = m.group("value")
+    if value.strip("\"'") == REDACTED:
+        return m.group(0)
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{m.group('key')}{m.group('sep')}{m.group('scheme') or ''}{quote}{REDACTED}{quote}"
+
+
+def redact_text(text: str) -> tuple[str, bool]:
+    """Redact secrets and e-mail addresses inside free text; returns (text, changed)."""
+    if not isinstance(text, str) or not text:
+        return text, False
+    out = _URL_CREDENTIALS.sub(lambda m: f"{m.group('head')}{REDACTED}{m.group('at')}"
+                               if m.group("pw") != REDACTED else m.group(0), text)
+    out = _BEARER.sub(lambda m: f"{m.group('scheme')} {REDACTED}", out)
+    out = _JWT.sub(REDACTED, out)
+    out = _KEY_VALUE.sub(_key_value, out)
+    out = _EMAIL.sub(EMAIL, out)
+    return out, out != text
+
+
+def _redact(value: Any, path: set[int]) -> tuple[Any, bool]:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        if id(value) in path:
+            return "[CYCLE]", False
+        path.add(id(value))
+        try:
+            out, changed = {}, False
+            for k, v in value.items():
+                if is_secret_key(k) and v is not None and v != "":
+                    out[k] = REDACTED
+                    changed = True
+                else:
+                    out[k], c = _redact(v, path)
+                    changed = changed or c
+            return out, changed
+        finally:
+            path.discard(id(value))
+    if isinstance(value, (list, tuple)):
+        if id(value) in path:
+            return "[CYCLE]", False
+        path.add(id(value))
+        try:
+            items, changed = [], False
+            for v in value:
+                r, c = _redact(v, path)
+                items.append(r)
+                changed = changed or c
+            return (tuple(items) if isinstance(value, tuple) else items), changed
+        finally:
+            path.discard(id(value))
+    return value, False
+
+
+def redact(value: Any) -> tuple[Any, bool]:
+    """A redacted copy of value (str, dict, list, tuple, nested) and whether anything was replaced."""
+    return _redact(value, set())
