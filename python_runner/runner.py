@@ -243,15 +243,31 @@ class Runner:
 
     def _report(self, f: InFlight, outcome: dict, handing_back: bool = False) -> None:
         c = f.claim
+        next_claims: list[Claimed] = []
         fields = {"action": "finish", "run_id": c.run_id, "job": c.job_slug, "attempt": c.attempt_no,
                   "status": outcome.get("status"), "error_category": outcome.get("error_category")}
         if f.lost or (f.handed_back and not handing_back):
             self.log.warning("dropping the result of a run whose lease was lost or handed back", fields=fields)
         else:
             def send():
-                with self._connect() as conn:
-                    return conn.execute(queries.FINISH, {"run_id": c.run_id, "token": c.token,
-                                                         "outcome": json.dumps(outcome, default=str)}).fetchone()
+                # The report and the claim of this slot's next run share one transaction (one
+                # commit per step): a child released by this finish is claimable in it already.
+                next_claims.clear()
+                with self.pool.connection() as conn:
+                    with conn.transaction():
+                        row = conn.execute(queries.FINISH, {"run_id": c.run_id, "token": c.token,
+                                                            "outcome": json.dumps(outcome, default=str)}).fetchone()
+                        got = []
+                        if not self.stop.is_set() and not handing_back:
+                            try:  # in a savepoint: a failed claim must never undo the report
+                                with conn.transaction():
+                                    got = [Claimed(**r) for r in conn.execute(
+                                        queries.CLAIM, {"worker": self.worker_id, "max_runs": 1}).fetchall()]
+                            except psycopg.errors.DatabaseError as exc:
+                                self.log.warning("claim after report failed; the loop claims later",
+                                                 fields={"action": "claim", "error": str(exc).strip()[:200]})
+                    next_claims.extend(got)  # only once committed
+                    return row
             try:
                 row = self._retrying("finish", send)
                 fields["run_status"] = row["status"]
@@ -266,6 +282,10 @@ class Runner:
                                    fields={**fields, "error": str(exc).strip()[:300]})
         with self.lock:
             self.in_flight.pop(c.run_id, None)
+        if next_claims:
+            self.metrics.claimed(len(next_claims))
+            for nxt in next_claims:
+                self._start(nxt)
         self.wake.set()
 
     def _claim(self, conn: psycopg.Connection, free: int) -> list[Claimed]:
@@ -277,11 +297,29 @@ class Runner:
             "instance_id": self.worker_id, "version": __version__, "host": socket.gethostname(),
             "pid": os.getpid(), "status": status, "slots": self.slots, "busy": len(self.in_flight)})
 
+    def _start(self, c: Claimed) -> None:
+        """Hands a claimed run to a slot thread."""
+        lease = max(1.0, (c.lease_expires_at.timestamp() - time.time()))
+        ctx = JobContext(run_id=c.run_id, attempt_no=c.attempt_no, job=c.job_slug,
+                         params=c.params, cursor=c.cursor, dry_run=c.dry_run,
+                         logical_date=c.logical_date,
+                         log=FieldsAdapter(self.job_logger, {
+                             "job": c.job_slug, "job_id": c.job_id, "run_id": c.run_id,
+                             "attempt": c.attempt_no, "attempt_id": c.token}))
+        f = InFlight(claim=c, ctx=ctx, claimed_at=time.monotonic(), lease_seconds=lease)
+        with self.lock:
+            self.in_flight[c.run_id] = f
+        self.log.info("claimed", fields={"action": "claim", "run_id": c.run_id,
+                                         "job": c.job_slug, "attempt": c.attempt_no})
+        f.future = self.executor.submit(self._execute, f)
+
     def run(self) -> int:
         """The claim loop; returns the process exit code."""
-        self.pool = ConnectionPool(self.dsn, min_size=0, max_size=self.slots, open=True,
+        # Slots execute SQL jobs and send reports through the pool: a connection per report would
+        # cost a backend start (milliseconds) on every step of a DAG.
+        self.pool = ConnectionPool(self.dsn, min_size=1, max_size=self.slots + 1, open=True,
                                    kwargs={"autocommit": True, "row_factory": dict_row})
-        executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="slot")
+        executor = self.executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="slot")
         threads = [threading.Thread(target=self._listen, name="listener", daemon=True),
                    threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True)]
         with stop_on_signals(self.stop, self.wake):
@@ -306,19 +344,7 @@ class Runner:
                         claimed = self._claim(conn, free)
                         self.metrics.claimed(len(claimed))
                         for c in claimed:
-                            lease = max(1.0, (c.lease_expires_at.timestamp() - time.time()))
-                            ctx = JobContext(run_id=c.run_id, attempt_no=c.attempt_no, job=c.job_slug,
-                                             params=c.params, cursor=c.cursor, dry_run=c.dry_run,
-                                             logical_date=c.logical_date,
-                                             log=FieldsAdapter(self.job_logger, {
-                                                 "job": c.job_slug, "job_id": c.job_id, "run_id": c.run_id,
-                                                 "attempt": c.attempt_no, "attempt_id": c.token}))
-                            f = InFlight(claim=c, ctx=ctx, claimed_at=time.monotonic(), lease_seconds=lease)
-                            with self.lock:
-                                self.in_flight[c.run_id] = f
-                            self.log.info("claimed", fields={"action": "claim", "run_id": c.run_id,
-                                                             "job": c.job_slug, "attempt": c.attempt_no})
-                            f.future = executor.submit(self._execute, f)
+                            self._start(c)
                     self.metrics.slots(len(self.in_flight), self.slots)
                     self.metrics.observe_pool(self.pool)
                     if time.monotonic() - last_beat > 10:
