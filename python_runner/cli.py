@@ -172,6 +172,8 @@ from .ops_cli import register  # noqa: E402
 register(main)
 from .logs_cli import register as register_logs  # noqa: E402
 register_logs(main)
+from .apply_cli import register as register_apply  # noqa: E402
+register_apply(main)
 
 
 if __name__ == "__main__":
