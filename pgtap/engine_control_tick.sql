@@ -3,7 +3,7 @@
 -- policies, the lease reaper, backfill).
 
 BEGIN;
-SELECT plan(62);
+SELECT plan(63);
 
 -- ---------------------------------------------------------------- helpers
 CREATE SCHEMA etl_test;
@@ -168,7 +168,9 @@ SELECT is((SELECT count(*)::int FROM etl.run_slots WHERE NOT retired), 5, 'and g
 SELECT etl_test.park();
 SELECT etl_test.make_job('ct_w');
 CREATE TEMP TABLE ct_w AS SELECT etl.run_job('ct_w') AS r;
-SELECT is(etl.next_wakeup(), now(), 'next_wakeup is the earliest next_attempt_at of the queued runs (now)');
+SELECT is(etl.next_wakeup(), (SELECT next_attempt_at FROM etl.runs WHERE run_id = (SELECT r FROM ct_w)),
+    'next_wakeup is the earliest next_attempt_at of the queued runs (the new run''s)');
+SELECT ok(etl.next_wakeup() BETWEEN now() AND clock_timestamp(), 'which is the moment it was queued');
 UPDATE etl.runs SET next_attempt_at = now() + interval '7 minutes' WHERE run_id = (SELECT r FROM ct_w);
 SELECT is(etl.next_wakeup(), now() + interval '7 minutes', 'next_wakeup follows a later backoff');
 SELECT etl.cancel((SELECT r FROM ct_w), 'done');

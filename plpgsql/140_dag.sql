@@ -92,7 +92,7 @@ begin
     return false;
   end if;
   update etl.runs
-     set status = 'queued', queued_at = pg_catalog.now(), next_attempt_at = pg_catalog.now()
+     set status = 'queued', queued_at = pg_catalog.clock_timestamp(), next_attempt_at = pg_catalog.clock_timestamp()
    where run_id = p_run_id;
   perform etl._record_transition(p_run_id, v_run.pipeline_run_id, 'pending', 'queued', null,
                                  '{"why": "upstream succeeded"}');
@@ -161,7 +161,7 @@ begin
        for update of r
   loop
     update etl.runs
-       set status = 'skipped', ended_at = pg_catalog.now(), skip_reason = p_reason
+       set status = 'skipped', ended_at = pg_catalog.clock_timestamp(), skip_reason = p_reason
      where run_id = v_row.run_id;
     perform etl._record_transition(v_row.run_id, v_row.pipeline_run_id, v_row.status, 'skipped', null,
                                    pg_catalog.jsonb_build_object('reason', p_reason, 'upstream_run_id', p_run_id));
@@ -209,7 +209,7 @@ begin
     when v_counts.total > 0 and v_counts.skipped = v_counts.total then 'skipped'
     when v_counts.partial > 0 or v_counts.skipped > 0 then 'partial_success'
     else 'success' end;
-  update etl.pipeline_runs set status = v_status, ended_at = pg_catalog.now()
+  update etl.pipeline_runs set status = v_status, ended_at = pg_catalog.clock_timestamp()
    where pipeline_run_id = p_pipeline_run_id;
   return v_status;
 end;

@@ -31,6 +31,9 @@ declare
   v_fid bigint;
   v_last text[];
   v_no_slot boolean := false;
+  -- Clock time, not transaction start: a runner claims in the same transaction as it reports, and
+  -- a run must never look started before the parent that released it ended.
+  v_now timestamptz := pg_catalog.clock_timestamp();
 begin
   perform etl._assert_primary();
   if claim.worker is null or claim.worker = '' then
@@ -70,7 +73,7 @@ begin
              j.slug, j.kind, j.target, j.timeout, j.lease_duration, j.concurrency_key, j.concurrency_limit,
              j.items_source, j.item_concurrency, j.supports_incremental
         from etl.runs r join etl.jobs j on j.job_id = r.job_id
-       where r.status = 'queued' and r.next_attempt_at <= pg_catalog.now()
+       where r.status = 'queued' and r.next_attempt_at <= v_now
          and (-r.priority, r.next_attempt_at, r.run_id) > (v_fp, v_ft, v_fid)
        order by -r.priority, r.next_attempt_at, r.run_id
        limit claim.max_runs * 4 + 1000
@@ -100,9 +103,10 @@ begin
       v_lock_key := case when k = 1 then v_pool else v_pool || '#' || k end;
       -- A key another claimer is taking right now is skipped, never waited for (no deadlocks).
       if pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'), pg_catalog.hashtext(v_lock_key)) then
-        insert into etl.job_locks (concurrency_key, pool_key, slot_no, job_id, run_id, attempt_id, holder, expires_at)
-        values (v_lock_key, v_pool, k, v_cand.job_id, v_cand.run_id, v_attempt, claim.worker,
-                pg_catalog.now() + v_lease)
+        insert into etl.job_locks (concurrency_key, pool_key, slot_no, job_id, run_id, attempt_id, holder,
+                                   acquired_at, expires_at)
+        values (v_lock_key, v_pool, k, v_cand.job_id, v_cand.run_id, v_attempt, claim.worker, v_now,
+                v_now + v_lease)
         on conflict (concurrency_key) where status = 'active' do nothing
         returning concurrency_key into v_lock_key;
       else
@@ -113,13 +117,14 @@ begin
     continue when v_lock_key is null;
 
     v_attempt_no := v_cand.attempt_count + 1;
-    insert into etl.run_attempts (attempt_id, run_id, attempt_no, worker_id, lease_expires_at, run_slot)
+    insert into etl.run_attempts (attempt_id, run_id, attempt_no, worker_id, claimed_at, started_at,
+                                  lease_expires_at, run_slot)
     overriding system value
-    values (v_attempt, v_cand.run_id, v_attempt_no, claim.worker, pg_catalog.now() + v_lease, v_slot);
-    update etl.run_slots set run_id = v_cand.run_id, claimed_at = pg_catalog.now() where slot_no = v_slot;
+    values (v_attempt, v_cand.run_id, v_attempt_no, claim.worker, v_now, v_now, v_now + v_lease, v_slot);
+    update etl.run_slots set run_id = v_cand.run_id, claimed_at = v_now where slot_no = v_slot;
     update etl.runs r
        set status = 'running', attempt_count = v_attempt_no,
-           started_at = coalesce(r.started_at, pg_catalog.now())
+           started_at = coalesce(r.started_at, v_now)
      where r.run_id = v_cand.run_id;
     perform etl._record_transition(v_cand.run_id, v_cand.pipeline_run_id, 'queued', 'running', claim.worker,
                                    pg_catalog.jsonb_build_object('attempt_no', v_attempt_no, 'token', v_attempt));
@@ -135,7 +140,7 @@ begin
     dry_run := v_cand.dry_run; mode := v_cand.mode; logical_date := v_cand.logical_date;
     correlation_id := v_cand.correlation_id; max_attempts := v_cand.max_attempts;
     timeout_ms := (extract(epoch from v_cand.timeout) * 1000)::bigint;
-    lease_expires_at := pg_catalog.now() + v_lease;
+    lease_expires_at := v_now + v_lease;
     items_source := v_cand.items_source; item_concurrency := v_cand.item_concurrency;
     group_id := v_cand.group_id;
     v_claimed := v_claimed + 1;
@@ -203,7 +208,7 @@ begin
                   pg_catalog.make_interval(secs => (select (s.value #>> '{}')::float8 from etl.settings s
                                                      where s.name = 'default_lease_seconds')))
     into v_lease from etl.jobs j where j.job_id = v_run.job_id;
-  v_expires := pg_catalog.now() + v_lease;
+  v_expires := pg_catalog.clock_timestamp() + v_lease;
   update etl.job_locks l set expires_at = v_expires
    where l.attempt_id = heartbeat.token and l.status = 'active';
   update etl.run_attempts a set lease_expires_at = v_expires where a.attempt_id = heartbeat.token;

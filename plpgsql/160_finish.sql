@@ -76,7 +76,7 @@ declare
   v_delay bigint;
   v_next timestamptz;
   v_final text;
-  v_now timestamptz := pg_catalog.now();
+  v_now timestamptz := pg_catalog.clock_timestamp();  -- see etl.claim: clock, not transaction start
   v_skipped integer;
   v_cursor jsonb := p_outcome -> 'cursor';
 begin
