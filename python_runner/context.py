@@ -43,6 +43,7 @@ class JobContext:
     custom: dict[str, float] = field(default_factory=dict)
     new_cursor: dict[str, Any] | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    http: Any = None  # python_runner.http.HttpClient: timeouts, classified failures, latency metrics
 
     def count(self, name: str, n: int = 1) -> None:
         """Add n to a metric: records_read, records_written, page_count, or a custom name."""

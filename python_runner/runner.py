@@ -29,6 +29,7 @@ from psycopg_pool import ConnectionPool
 
 from . import __version__, queries
 from .context import JobContext
+from .http import HttpClient
 from .executors import outcome_from_exception, run_python, run_sql
 from .logsink import RunLogHandler, ensure_redacting
 from .metrics import RunnerMetrics
@@ -305,7 +306,9 @@ class Runner:
                          logical_date=c.logical_date,
                          log=FieldsAdapter(self.job_logger, {
                              "job": c.job_slug, "job_id": c.job_id, "run_id": c.run_id,
-                             "attempt": c.attempt_no, "attempt_id": c.token}))
+                             "attempt": c.attempt_no, "attempt_id": c.token}),
+                         http=HttpClient(timeout=min(60.0, max(1.0, c.timeout_ms / 1000.0)),
+                                         on_request=self.metrics.api_request))
         f = InFlight(claim=c, ctx=ctx, claimed_at=time.monotonic(), lease_seconds=lease)
         with self.lock:
             self.in_flight[c.run_id] = f

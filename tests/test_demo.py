@@ -50,3 +50,47 @@ def test_the_72_job_demo_completes_in_order_within_the_bound(db):
         pid2 = c.execute("select max(pipeline_run_id) as p from etl.pipeline_runs").fetchone()["p"]
         second_read = c.execute("select sum(records_read) as n from etl.runs where pipeline_run_id = %s", (pid2,)).fetchone()["n"]
     assert first_read > 1000 and second_read == 0
+
+
+def test_a_dry_run_extract_reads_for_real_and_changes_no_table_and_no_cursor(db):
+    import signal
+    import time
+
+    from examples.demo.api_server import serve
+    server, port = serve(port=0, rate_limit=0)
+    env = dict(os.environ, ETL_DSN=db.dsn, PYTHONPATH=str(ROOT), ETL_DEMO_API=f"http://127.0.0.1:{port}")
+    runner = None
+    try:
+        with db.connect() as c:
+            c.execute((ROOT / "examples" / "demo" / "schema.sql").read_text())
+            subprocess.run([sys.executable, "-m", "python_runner.cli", "apply", str(ROOT / "examples" / "demo" / "jobs.yml")],
+                           env=env, check=True, capture_output=True)
+            runner = subprocess.Popen([sys.executable, "-m", "python_runner.cli", "runner", "--slots", "2"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+            def ended(run_id):
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    row = c.execute("select status, records_read, records_written from etl.runs where run_id = %s",
+                                    (run_id,)).fetchone()
+                    if row["status"] in ("success", "failed"):
+                        return row
+                    time.sleep(0.05)
+                raise AssertionError(f"run {run_id} did not end")
+
+            dry = c.execute("select etl.run_job('bronze_orders_eu', dry_run => true) as r").fetchone()["r"]
+            row = ended(dry)
+            assert row["status"] == "success" and row["records_read"] > 0 and row["records_written"] == row["records_read"]
+            assert c.execute("select count(*) as n from bronze.orders").fetchone()["n"] == 0
+            assert c.execute("select count(*) as n from etl.cursors").fetchone()["n"] == 0
+
+            real = c.execute("select etl.run_job('bronze_orders_eu') as r").fetchone()["r"]
+            assert ended(real)["status"] == "success"
+            assert c.execute("select count(*) as n from bronze.orders").fetchone()["n"] == row["records_read"]
+            cur = c.execute("select advance_count, cursor_value, tiebreak_value from etl.cursors").fetchone()
+            assert cur["advance_count"] == 1 and cur["cursor_value"] is not None
+    finally:
+        if runner is not None:
+            runner.send_signal(signal.SIGTERM)
+            runner.wait(timeout=30)
+        server.stop()

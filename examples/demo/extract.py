@@ -1,5 +1,8 @@
 """Bronze extract jobs of the demo: page through the local API incrementally into bronze tables.
 
+HTTP goes through ctx.http: a 429 or 503 from the API becomes a transient API failure that the
+engine retries with backoff; other 4xx are permanent.
+
 Each job runs with parameters entity and region (defaults from its definition). The cursor is the
 (modifiedDate, id) of the last record loaded: the next run asks for records after it, so a second
 run fetches only what changed. A dry run fetches and writes for real, then rolls back.
@@ -8,29 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import psycopg
 from psycopg import sql
 
 from python_runner import settings
-from python_runner.context import JobError
 
 PAGE_SIZE = 100
-
-
-def _get(url: str) -> dict:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return json.load(resp)
-    except urllib.error.HTTPError as exc:
-        # 429 and 5xx are transient, other 4xx permanent: etl.error_classes decides from the status.
-        raise JobError(f"GET {url}: HTTP {exc.code}", category="API", http_status=exc.code,
-                       error_type=f"http_{exc.code}") from None
-    except (urllib.error.URLError, TimeoutError) as exc:
-        raise JobError(f"GET {url}: {exc}", category="API", transient=True, error_type="unreachable") from None
 
 
 def extract(ctx) -> None:
@@ -48,7 +35,7 @@ def extract(ctx) -> None:
             page = 1
             while page:
                 ctx.check_cancelled()
-                body = _get(f"{base}/api/{entity}?" + urllib.parse.urlencode({**query, "page": page}))
+                body = ctx.http.get_json(f"{base}/api/{entity}", {**query, "page": page})
                 rows = body["data"]
                 ctx.count("page_count")
                 ctx.count("records_read", len(rows))
