@@ -174,6 +174,8 @@ from .logs_cli import register as register_logs  # noqa: E402
 register_logs(main)
 from .apply_cli import register as register_apply  # noqa: E402
 register_apply(main)
+from .schedules_cli import register as register_schedules  # noqa: E402
+register_schedules(main)
 
 
 if __name__ == "__main__":

@@ -347,3 +347,20 @@ def test_dag_dot_mermaid_json(cli, diamond):
     data = json.loads(cli("dag", "--format", "json").output)
     assert data["levels"] == [["a"], ["b", "c"], ["d"]]
     assert cli("dag", "--format", "png").exit_code == 2
+
+
+def test_schedules_lists_cron_in_words_and_next_fires(db):
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from python_runner.cli import main
+    with db.connect() as c:
+        c.execute("insert into etl.jobs (slug, name, kind, target) values ('nightly', 'nightly', 'python', 'm:f')")
+        c.execute("insert into etl.schedules (job_id, cron_expr, timezone) "
+                  "select job_id, '0 2 * * *', 'Europe/Berlin' from etl.jobs where slug = 'nightly'")
+    out = CliRunner().invoke(main, ["schedules"], env={"ETL_DSN": db.dsn})
+    assert out.exit_code == 0, out.output
+    assert "nightly  [0 2 * * *] at 02:00 every day, Europe/Berlin" in out.output
+    data = _json.loads(CliRunner().invoke(main, ["schedules", "--json", "--next", "2"], env={"ETL_DSN": db.dsn}).output)
+    assert data[0]["job"] == "nightly" and len(data[0]["next_fires"]) == 2
