@@ -1,4 +1,4 @@
-"""`etl logs RUN`: a run's structured logs, filtered, optionally followed until the run ends."""
+"""`etl logs RUN`: a run's structured logs, filtered, optionally followed (LISTEN etl_logs) until the run ends."""
 from __future__ import annotations
 
 import json
@@ -41,9 +41,12 @@ def _like(text: str | None) -> str | None:
 def logs_cmd(run_id: int, level: str, text: str | None, follow: bool, limit: int, as_json: bool) -> None:
     """Show the logs of RUN (redacted at the source), oldest first."""
     levels = list(LEVELS[LEVELS.index(level.upper()):])
-    with connect() as conn:
+    with connect() as conn, connect() as listener:
         if conn.execute("select 1 from etl.runs where run_id = %s", (run_id,)).fetchone() is None:
             raise OpsError(f"run {run_id} not found", EXIT_NOT_FOUND)
+        if follow:
+            # Runners NOTIFY etl_logs (payload: the run id) after each batch they write.
+            listener.execute("listen etl_logs")
         after = 0
         while True:
             rows = conn.execute(LOGS_AFTER, {"run_id": run_id, "after": after, "levels": levels,
@@ -68,7 +71,9 @@ def logs_cmd(run_id: int, level: str, text: str | None, follow: bool, limit: int
                     click.echo(f"-- run {run_id} ended: {status}", err=True)
                     return
                 continue
-            time.sleep(0.5)
+            for note in listener.notifies(timeout=1.0):
+                if note.payload == str(run_id):
+                    break
 
 
 def register(main: click.Group) -> None:

@@ -343,8 +343,20 @@ class RunLogHandler(logging.Handler):
             raise
         except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
             self.written += self._write_one_by_one(conn, rows)
-            return
-        self.written += len(rows)
+        else:
+            self.written += len(rows)
+        self._notify(conn, rows)
+
+    def _notify(self, conn: psycopg.Connection, rows: list[tuple]) -> None:
+        """Wakes `etl logs --follow`: one NOTIFY etl_logs per run in the batch, payload the run id."""
+        run_ids = sorted({row[4] for row in rows if row[4] is not None})
+        if run_ids:
+            try:
+                conn.execute("select pg_notify('etl_logs', r::text) from unnest(%s::bigint[]) r", (run_ids,))
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error:
+                pass  # a hint only: the follower also polls
 
     def _run(self) -> None:
         backoff = 0.5

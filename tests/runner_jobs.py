@@ -30,3 +30,9 @@ def slow(ctx):
 def chatty(ctx):
     ctx.log.info("connecting with password=hunter2 as ops@example.com", fields={"action": "connect"})
     ctx.log.warning("slow page", fields={"action": "page", "page": 3, "api_key": "abc123"})
+
+
+def slow_chatty(ctx):
+    for i in range(5):
+        ctx.log.info(f"step {i}", fields={"action": "step", "step": i})
+        time.sleep(0.2)

@@ -225,3 +225,19 @@ def test_job_logs_reach_run_logs_redacted_and_etl_logs_shows_them(db, start_runn
         assert "slow page" in out.output and "connecting" not in out.output
         missing = CliRunner().invoke(main, ["logs", "999999"], env={"ETL_DSN": db.dsn})
         assert missing.exit_code == 3
+
+
+def test_logs_follow_streams_until_the_run_ends(db, start_runner):
+    with db.connect() as c:
+        add_job(c, "chatty_slow", "runner_jobs:slow_chatty")
+        run = c.execute("select etl.run_job('chatty_slow') as r").fetchone()["r"]
+        start_runner()
+        wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
+                 in ("running", "success"), what="the run to start")
+        env = dict(os.environ, ETL_DSN=db.dsn)
+        follow = subprocess.run([sys.executable, "-m", "python_runner.cli", "logs", str(run), "--follow"],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert follow.returncode == 0, follow.stderr
+        assert [l.split(" INFO     ")[1].split()[0:2] for l in follow.stdout.splitlines()] == \
+            [["step", str(i)] for i in range(5)]
+        assert f"run {run} ended: success" in follow.stderr
