@@ -241,3 +241,20 @@ def test_logs_follow_streams_until_the_run_ends(db, start_runner):
         assert [l.split(" INFO     ")[1].split()[0:2] for l in follow.stdout.splitlines()] == \
             [["step", str(i)] for i in range(5)]
         assert f"run {run} ended: success" in follow.stderr
+
+
+def test_a_lost_database_connection_is_retried_not_a_crash(db, start_runner):
+    with db.connect() as c:
+        add_job(c, "after_outage", "runner_jobs:ok")
+        p = start_runner(worker="runner-outage")
+        wait_for(lambda: c.execute("select count(*) as n from etl.service_heartbeats where status = 'running'"
+                                   ).fetchone()["n"] == 1, what="the runner to start")
+        # Cut every connection the runner holds (listener, control, pool, heartbeats).
+        killed = c.execute("select count(pg_terminate_backend(pid)) as n from pg_stat_activity "
+                           "where datname = current_database() and application_name like 'etl-runner%%'"
+                           ).fetchone()["n"]
+        assert killed >= 2
+        run = c.execute("select etl.run_job('after_outage') as r").fetchone()["r"]
+        wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
+                 == "success", what="the runner to reconnect and finish the run")
+        assert p.poll() is None, "the runner must survive a lost connection"
