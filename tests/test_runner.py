@@ -258,3 +258,19 @@ def test_a_lost_database_connection_is_retried_not_a_crash(db, start_runner):
         wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
                  == "success", what="the runner to reconnect and finish the run")
         assert p.poll() is None, "the runner must survive a lost connection"
+
+
+def test_cancel_reaches_a_running_job_at_its_next_heartbeat(db, start_runner):
+    with db.connect() as c:
+        add_job(c, "long", "runner_jobs:slow", lease_duration="3 seconds")
+        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
+                  "select job_id, 'seconds', 'number' from etl.jobs where slug = 'long'")
+        run = c.execute("""select etl.run_job('long', '{"seconds": 60}') as r""").fetchone()["r"]
+        start_runner()
+        wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
+                 == "running", what="the run to start")
+        assert c.execute("select etl.cancel(%s, 'operator changed their mind') as s", (run,)).fetchone()["s"] \
+            == "cancel_requested"
+        row = wait_for(lambda: c.execute("select status, duration_ms from etl.runs where run_id = %s and status <> 'running'",
+                                         (run,)).fetchone(), timeout=15, what="the runner to stop the job")
+        assert row["status"] == "cancelled" and row["duration_ms"] < 10000
