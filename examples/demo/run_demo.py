@@ -110,7 +110,7 @@ def summary(conn: psycopg.Connection, pid: int) -> int:
     print(f"  {s['ok']} of {s['total']} runs succeeded; {s['retries']} retries taken after transient API faults")
     print(f"  {s['records_read']} records read from the API")
     print(f"  makespan {s['makespan']:.2f} s against a critical path of {cp:.2f} s (sum of run durations along the longest chain)")
-    print("\nlook around:")
+    print("\nlook around (with .venv/bin on PATH: export PATH=\"$PWD/.venv/bin:$PATH\"):")
     print("  etl runs list --job bronze_orders_eu        etl runs show <run_id>       etl logs <run_id>")
     print("  etl dag                                      etl jobs show silver_orders_conform")
     print("  etl db psql -c 'select * from gold.mv_orders_by_region'")
