@@ -6,55 +6,7 @@ BEGIN;
 SELECT plan(63);
 
 -- ---------------------------------------------------------------- helpers
-CREATE SCHEMA etl_test;
-
-CREATE FUNCTION etl_test.make_job(p_slug text, p_role text DEFAULT NULL)
-RETURNS bigint LANGUAGE sql AS $$
-  INSERT INTO etl.jobs (slug, name, kind, target, role)
-  VALUES (p_slug, p_slug, 'python', 'm:f', p_role) RETURNING job_id
-$$;
-CREATE FUNCTION etl_test.job(p_slug text) RETURNS bigint LANGUAGE sql AS $$
-  SELECT job_id FROM etl.jobs WHERE slug = p_slug
-$$;
-CREATE FUNCTION etl_test.dep(p_parent text, p_child text) RETURNS void LANGUAGE sql AS $$
-  INSERT INTO etl.job_dependencies (parent_job_id, child_job_id)
-  VALUES (etl_test.job(p_parent), etl_test.job(p_child))
-$$;
-CREATE FUNCTION etl_test.run_of(p_pipeline_run_id bigint, p_slug text) RETURNS bigint LANGUAGE sql AS $$
-  SELECT r.run_id FROM etl.runs r JOIN etl.jobs j USING (job_id)
-   WHERE r.pipeline_run_id = p_pipeline_run_id AND j.slug = p_slug
-$$;
-CREATE FUNCTION etl_test.status(p_run_id bigint) RETURNS text LANGUAGE sql AS $$
-  SELECT status FROM etl.runs WHERE run_id = p_run_id
-$$;
-CREATE FUNCTION etl_test.pid(p_run_id bigint) RETURNS bigint LANGUAGE sql AS $$
-  SELECT pipeline_run_id FROM etl.runs WHERE run_id = p_run_id
-$$;
-CREATE FUNCTION etl_test.slugs(p_pipeline_run_id bigint) RETURNS text[] LANGUAGE sql AS $$
-  SELECT array_agg(j.slug ORDER BY j.slug) FROM etl.runs r JOIN etl.jobs j USING (job_id)
-   WHERE r.pipeline_run_id = p_pipeline_run_id
-$$;
--- Parks every queued run far in the future so that a later claim only sees new runs.
-CREATE FUNCTION etl_test.park() RETURNS void LANGUAGE sql AS $$
-  UPDATE etl.runs SET next_attempt_at = 'infinity' WHERE status = 'queued'
-$$;
--- Claims exactly this run (by lifting its priority for the claim) and returns the token.
-CREATE FUNCTION etl_test.claim_run(p_run bigint, p_worker text DEFAULT 'w') RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE v_old int; v_run bigint; v_tok bigint;
-BEGIN
-  SELECT priority INTO v_old FROM etl.runs WHERE run_id = p_run;
-  UPDATE etl.runs SET priority = 2000000000 WHERE run_id = p_run;
-  SELECT c.run_id, c.token INTO v_run, v_tok FROM etl.claim(p_worker, 1) c;
-  UPDATE etl.runs SET priority = v_old WHERE run_id = p_run;
-  IF v_run IS DISTINCT FROM p_run THEN
-    RAISE EXCEPTION 'etl_test.claim_run: claimed % instead of %', v_run, p_run;
-  END IF;
-  RETURN v_tok;
-END $$;
-CREATE FUNCTION etl_test.succeed(p_run bigint) RETURNS text LANGUAGE sql AS $$
-  SELECT etl.finish(p_run, etl_test.claim_run(p_run), '{"status": "success"}')
-$$;
+\ir lib/engine_helpers.psql
 
 CREATE FUNCTION etl_test.finish_running() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE r bigint;
@@ -64,14 +16,10 @@ BEGIN
                             WHERE a.run_id = r AND a.attempt_no = x.attempt_count), '{"status": "success"}');
   END LOOP;
 END $$;
-CREATE FUNCTION etl_test.token(p_run bigint) RETURNS bigint LANGUAGE sql AS $$
-  SELECT a.attempt_id FROM etl.run_attempts a JOIN etl.runs r USING (run_id)
-   WHERE a.run_id = p_run AND a.attempt_no = r.attempt_count
-$$;
+
 CREATE FUNCTION etl_test.hour0() RETURNS timestamptz LANGUAGE sql AS $$
   SELECT date_trunc('hour', now())
 $$;
-
 UPDATE etl.schedules SET is_active = false;
 
 -- ---------------------------------------------------------------- cancel
