@@ -110,6 +110,8 @@ begin
          metrics = coalesce(p_outcome -> 'metrics', '{}')
    where a.attempt_id = p_token
   returning a.* into v_attempt;
+  -- The actor of the events is the runner that held the attempt, unless the reaper acts.
+  p_actor := coalesce(p_actor, v_attempt.worker_id);
 
   -- The lock and the slot go back in the same transaction as the outcome. The key's advisory lock
   -- comes first: a claimer inserting the same key then skips it instead of waiting on this
@@ -181,8 +183,8 @@ begin
 end;
 $$;
 comment on function etl._finish(etl.runs, bigint, jsonb, text) is
-  'Records the outcome of the current attempt of a locked running run. Internal: etl.finish and the '
-  'lease reaper call it.';
+  'Records the outcome of the current attempt of a locked running run; p_actor NULL means the '
+  'attempt''s runner. Internal: etl.finish, etl.finish_many and the lease reaper call it.';
 
 create or replace function etl._advance_cursor(p_job etl.jobs, p_run etl.runs, p_cursor jsonb)
 returns void
@@ -266,8 +268,7 @@ declare
 begin
   perform etl._assert_primary();
   v_run := etl._lock_current_attempt(finish.run_id, finish.token);
-  return etl._finish(v_run, finish.token, finish.outcome,
-                     (select a.worker_id from etl.run_attempts a where a.attempt_id = finish.token));
+  return etl._finish(v_run, finish.token, finish.outcome, null);
 end;
 $$;
 comment on function etl.finish(bigint, bigint, jsonb) is
@@ -301,8 +302,7 @@ begin
   loop
     v_run := etl._lock_current_attempt((v_report ->> 'run_id')::bigint, (v_report ->> 'token')::bigint);
     run_id := v_run.run_id;
-    status := etl._finish(v_run, (v_report ->> 'token')::bigint, v_report -> 'outcome',
-                          (select a.worker_id from etl.run_attempts a where a.attempt_id = (v_report ->> 'token')::bigint));
+    status := etl._finish(v_run, (v_report ->> 'token')::bigint, v_report -> 'outcome', null);
     return next;
   end loop;
 end;

@@ -1,5 +1,21 @@
 -- Operator controls: cancel, retry, settings, and the runner's wake-up time.
 
+create or replace function etl._require_reason(p_reason text, p_action text)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  -- GUARD: every manual action is audited with its reason.
+  if coalesce(p_reason, '') = '' then
+    raise exception 'reason is required to %', p_action using errcode = 'invalid_parameter_value';
+  end if;
+end;
+$$;
+comment on function etl._require_reason(text, text) is
+  'Raises 22023 "reason is required to <action>" when an operator action comes without a reason.';
+
 create or replace function etl.cancel(run_id bigint, reason text)
 returns text
 language plpgsql
@@ -10,9 +26,7 @@ declare
   v_run etl.runs;
 begin
   perform etl._assert_primary();
-  if coalesce(cancel.reason, '') = '' then
-    raise exception 'reason is required to cancel a run' using errcode = 'invalid_parameter_value';
-  end if;
+  perform etl._require_reason(cancel.reason, 'cancel a run');
   select r.* into v_run from etl.runs r where r.run_id = cancel.run_id for update;
   if not found then
     raise exception 'run % does not exist', cancel.run_id using errcode = 'invalid_parameter_value';
@@ -105,9 +119,7 @@ declare
   v_count integer := 1;
 begin
   perform etl._assert_primary();
-  if coalesce(retry.reason, '') = '' then
-    raise exception 'reason is required to retry a run' using errcode = 'invalid_parameter_value';
-  end if;
+  perform etl._require_reason(retry.reason, 'retry a run');
   select r.* into v_run from etl.runs r where r.run_id = retry.run_id for update;
   if not found then
     raise exception 'run % does not exist', retry.run_id using errcode = 'invalid_parameter_value';
@@ -153,9 +165,7 @@ declare
   v_count integer := 0;
 begin
   perform etl._assert_primary();
-  if coalesce(retry_pipeline.reason, '') = '' then
-    raise exception 'reason is required to retry a pipeline run' using errcode = 'invalid_parameter_value';
-  end if;
+  perform etl._require_reason(retry_pipeline.reason, 'retry a pipeline run');
   perform 1 from etl.pipeline_runs p where p.pipeline_run_id = retry_pipeline.pipeline_run_id for update;
   if not found then
     raise exception 'pipeline run % does not exist', retry_pipeline.pipeline_run_id using errcode = 'invalid_parameter_value';
@@ -200,9 +210,7 @@ declare
   v_num numeric;
 begin
   perform etl._assert_primary();
-  if coalesce(set_setting.reason, '') = '' then
-    raise exception 'reason is required to change a setting' using errcode = 'invalid_parameter_value';
-  end if;
+  perform etl._require_reason(set_setting.reason, 'change a setting');
   select s.* into v_old from etl.settings s where s.name = set_setting.name for update;
   if not found then
     raise exception 'unknown setting "%" (known: %)', set_setting.name,
