@@ -259,4 +259,18 @@ COMMENT ON TABLE etl.error_classes IS
   'http_status, sqlstate_class, http_class, category.';
 COMMENT ON COLUMN etl.error_classes.category IS 'Restricts the row to failures of this category; NULL matches any.';
 
+CREATE TABLE etl.job_lineage (
+  job_id      bigint NOT NULL REFERENCES etl.jobs (job_id) ON DELETE CASCADE,
+  relation    text NOT NULL CONSTRAINT lineage_relation_qualified CHECK (relation ~ '^[^.]+[.].+$'),
+  access      text NOT NULL CONSTRAINT lineage_access_known CHECK (access IN ('read', 'write')),
+  derived_from text NOT NULL DEFAULT 'pglast'
+              CONSTRAINT lineage_source_known CHECK (derived_from IN ('pglast', 'declared')),
+  derived_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  PRIMARY KEY (job_id, relation, access)
+);
+COMMENT ON TABLE etl.job_lineage IS
+  'Tables a job reads and writes, derived by etl apply from its SQL with pglast (or declared in its '
+  'definition): a job that reads what another job writes should depend on it.';
+CREATE INDEX job_lineage_relation_idx ON etl.job_lineage (relation, access);
+
 COMMIT;

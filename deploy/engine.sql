@@ -54,11 +54,20 @@ CREATE INDEX job_locks_attempt_idx ON etl.job_locks (attempt_id) WHERE status = 
 \ir ../plpgsql/160_finish.sql
 \ir ../plpgsql/170_control.sql
 \ir ../plpgsql/180_tick.sql
+\ir ../plpgsql/190_items.sql
+\ir ../plpgsql/200_groups.sql
+\ir ../plpgsql/210_refresh.sql
 
 CREATE TRIGGER run_status_transition_is_legal
   BEFORE UPDATE OF status ON etl.runs
   FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status)
   EXECUTE FUNCTION etl._check_run_transition();
+-- Only group leaders fire it: a run with a group and no leader of its own.
+CREATE TRIGGER group_members_follow_leader
+  AFTER UPDATE OF status ON etl.runs
+  FOR EACH ROW WHEN (new.group_id IS NOT NULL AND new.group_leader_run_id IS NULL
+                     AND old.status IS DISTINCT FROM new.status)
+  EXECUTE FUNCTION etl._group_leader_moved();
 CREATE TRIGGER no_dependency_cycle
   BEFORE INSERT OR UPDATE ON etl.job_dependencies
   FOR EACH ROW EXECUTE FUNCTION etl._refuse_dependency_cycle();

@@ -10,7 +10,7 @@ CREATE TABLE etl.pipeline_runs (
   idempotency_key        text CONSTRAINT pipeline_run_idempotency_key_unique UNIQUE,
   trigger_type           text NOT NULL DEFAULT 'manual'
                          CONSTRAINT pipeline_trigger_type_known
-                         CHECK (trigger_type IN ('manual', 'schedule', 'backfill', 'retry', 'api')),
+                         CHECK (trigger_type IN ('manual', 'schedule', 'backfill', 'retry', 'api', 'import')),
   schedule_id            bigint REFERENCES etl.schedules (schedule_id) ON DELETE SET NULL,
   logical_date           timestamptz NOT NULL DEFAULT pg_catalog.now(),
   status                 text NOT NULL DEFAULT 'queued'
@@ -106,6 +106,7 @@ CREATE TABLE etl.runs (
   param_snapshot        jsonb,
   sql_executed          text,
   group_id              bigint REFERENCES etl.job_groups (group_id) ON DELETE SET NULL,
+  group_leader_run_id   bigint REFERENCES etl.runs (run_id) ON DELETE CASCADE,
   wait_until            timestamptz,
   cancel_requested_at   timestamptz,
   skip_reason           text,
@@ -138,6 +139,7 @@ COMMENT ON COLUMN etl.runs.lineage IS 'Tables read and written, checksums: {"rea
 COMMENT ON COLUMN etl.runs.param_snapshot IS 'The parameters actually used, defaults filled in (seed 004 parameter snapshot).';
 COMMENT ON COLUMN etl.runs.sql_executed IS 'For sql jobs: the exact statement executed (parameters bound, shown as placeholders and values).';
 COMMENT ON COLUMN etl.runs.group_id IS 'Set when the run executes as a member of a job group under transaction scope per_group.';
+COMMENT ON COLUMN etl.runs.group_leader_run_id IS 'Under per_group: the run of the group''s first member, which is claimed for the whole group; the other members follow its status.';
 COMMENT ON COLUMN etl.runs.wait_until IS 'A run triggered alone whose parents are outside its pipeline run is skipped if they have not succeeded by then.';
 COMMENT ON COLUMN etl.runs.cancel_requested_at IS 'Cancellation asked for a running run; its runner sees it on the next heartbeat.';
 
@@ -152,6 +154,7 @@ CREATE INDEX runs_fingerprint_idx ON etl.runs (parameter_fingerprint);
 CREATE INDEX runs_status_started_idx ON etl.runs (status, started_at DESC);
 CREATE INDEX runs_status_ended_idx ON etl.runs (status, ended_at DESC);
 CREATE INDEX runs_pipeline_status_idx ON etl.runs (pipeline_run_id, status, started_at);
+CREATE INDEX runs_group_leader_idx ON etl.runs (group_leader_run_id) WHERE group_leader_run_id IS NOT NULL;
 -- Latest success per job: one index descent per job (LATERAL ... LIMIT 1), never a full read.
 CREATE INDEX runs_job_latest_success_idx ON etl.runs (job_id, ended_at DESC) WHERE status = 'success';
 -- Failure triage (seed 001/003 partial index on failed runs): recent failures with their category.

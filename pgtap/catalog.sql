@@ -40,14 +40,14 @@ $$, 'every etl table has a COMMENT');
 
 -- The privilege matrix.
 SELECT ok(has_function_privilege('etl_viewer', 'etl.next_wakeup()', 'execute'), 'viewer may ask next_wakeup');
-SELECT ok(NOT has_function_privilege('etl_viewer', 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz)', 'execute'), 'viewer may not run jobs');
+SELECT ok(NOT has_function_privilege('etl_viewer', 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz, boolean)', 'execute'), 'viewer may not run jobs');
 SELECT ok(NOT has_function_privilege('etl_viewer', 'etl.cancel(bigint, text)', 'execute'), 'viewer may not cancel');
-SELECT ok(has_function_privilege('etl_operator', 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz)', 'execute'), 'operator may run jobs');
+SELECT ok(has_function_privilege('etl_operator', 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz, boolean)', 'execute'), 'operator may run jobs');
 SELECT ok(has_function_privilege('etl_operator', 'etl.cancel(bigint, text)', 'execute'), 'operator may cancel');
 SELECT ok(has_function_privilege('etl_operator', 'etl.retry(bigint, text)', 'execute'), 'operator may retry');
 SELECT ok(NOT has_function_privilege('etl_operator', 'etl.set_setting(text, jsonb, text)', 'execute'), 'operator may not change settings');
 SELECT ok(has_function_privilege('etl_admin', 'etl.set_setting(text, jsonb, text)', 'execute'), 'admin may change settings');
-SELECT ok(has_function_privilege('etl_admin', 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz)', 'execute'), 'admin may run jobs (inherits operator)');
+SELECT ok(has_function_privilege('etl_admin', 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz, boolean)', 'execute'), 'admin may run jobs (inherits operator)');
 SELECT ok(has_table_privilege('etl_viewer', 'etl.runs', 'select'), 'viewer reads runs');
 SELECT ok(NOT has_table_privilege('etl_viewer', 'etl.runs', 'update'), 'viewer cannot update runs');
 

@@ -148,7 +148,7 @@ SELECT etl_test.make_job('ed_dim2', 'dimension'); SELECT etl_test.make_job('ed_f
 SELECT etl_test.dep('ed_fact2', 'ed_dim2');
 CREATE TEMP TABLE ed_count AS SELECT count(*) AS n FROM etl.pipeline_runs;
 SELECT throws_like($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_dim2', 'ed_fact2'])$$,
-    'dependency_cycle: dimensions-before-facts ordering closes the cycle %ed_dim2%ed_fact2%',
+    'dependency_cycle: the implied ordering (dimensions before facts, or a group run as one unit) closes the cycle %ed_dim2%ed_fact2%',
     'a declared fact -> dimension edge plus the implied dimension -> fact edge is refused as a cycle');
 SELECT is((SELECT count(*) FROM etl.pipeline_runs), (SELECT n FROM ed_count),
     'the refused trigger left no pipeline run behind');
@@ -195,15 +195,15 @@ SELECT throws_ok($$SELECT etl.run_job('ed_full', mode => 'full',
     'run_job in full mode is refused the same way');
 UPDATE etl.jobs SET allow_full_refresh = true WHERE slug = 'ed_full';
 SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_full'], mode => 'full')$$,
-    '42501', 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}',
+    '42501', 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}, or request_approval => true and a later etl.approve(pipeline_run_id, reason)',
     'full mode without an approval is refused with 42501');
 SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_full'], mode => 'full',
                      approval => '{"confirmed": false, "approver": "alice", "reason": "rebuild"}')$$,
-    '42501', 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}',
+    '42501', 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}, or request_approval => true and a later etl.approve(pipeline_run_id, reason)',
     'an unconfirmed approval is refused');
 SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_full'], mode => 'full',
                      approval => '{"confirmed": true, "approver": "alice"}')$$,
-    '42501', 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}',
+    '42501', 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}, or request_approval => true and a later etl.approve(pipeline_run_id, reason)',
     'an approval without a reason is refused');
 SELECT is((SELECT count(*) FROM etl.pipeline_runs), (SELECT n FROM ed_count),
     'none of the refused full refreshes enqueued anything');

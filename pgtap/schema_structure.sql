@@ -6,7 +6,7 @@
 
 BEGIN;
 
-SELECT plan(305);
+SELECT plan(306);
 
 \ir lib/schema_helpers.psql
 
@@ -37,8 +37,8 @@ SELECT tables_are('etl', ARRAY[
   'cursors', 'run_refreshes',
   'alert_channels', 'alert_rules', 'alert_rule_channels', 'dq_checks', 'dq_results',
   'alert_events', 'alert_deliveries', 'service_heartbeats', 'metric_snapshots',
-  'run_dependencies', 'run_slots'
-]::name[], 'schema etl holds exactly the thirty-two tables of the deployed model (thirty from the '
+  'run_dependencies', 'run_slots', 'job_lineage'
+]::name[], 'schema etl holds exactly the thirty-three tables of the deployed model (thirty-one from the '
            'schema changes, run_dependencies and run_slots from the engine), no more, no fewer');
 
 SELECT has_table('etl', t::name, format('table etl.%s exists', t))
@@ -50,7 +50,7 @@ SELECT has_table('etl', t::name, format('table etl.%s exists', t))
     'cursors', 'run_refreshes',
     'alert_channels', 'alert_rules', 'alert_rule_channels', 'dq_checks', 'dq_results',
     'alert_events', 'alert_deliveries', 'service_heartbeats', 'metric_snapshots',
-    'run_dependencies', 'run_slots'
+    'run_dependencies', 'run_slots', 'job_lineage'
   ]) WITH ORDINALITY AS x(t, ord)
  ORDER BY ord;
 

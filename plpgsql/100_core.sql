@@ -90,7 +90,11 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  if not etl._run_transition_is_legal(old.status, new.status) then
+  -- A group member starts and retries with its leader, never on its own in the queue.
+  if not etl._run_transition_is_legal(old.status, new.status)
+     and not (new.group_leader_run_id is not null
+              and ((old.status = 'pending' and new.status = 'running')
+                   or (old.status = 'running' and new.status = 'pending'))) then
     raise exception 'run_status_transition_is_legal: run % cannot go from % to %',
       old.run_id, old.status, new.status
       using errcode = 'check_violation';

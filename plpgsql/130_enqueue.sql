@@ -4,7 +4,7 @@ create or replace function etl._create_pipeline_run(
   p_job_ids bigint[], p_selection jsonb, p_params jsonb, p_dry_run boolean, p_reason text,
   p_idempotency_key text, p_mode text, p_transaction_scope text, p_approval jsonb,
   p_logical_date timestamptz, p_trigger_type text, p_schedule_id bigint,
-  p_correlation_id uuid default null)
+  p_correlation_id uuid default null, p_request_approval boolean default false)
 returns bigint
 language plpgsql
 set search_path = ''
@@ -48,11 +48,16 @@ begin
       raise exception 'full refresh is not allowed for job(s) %: set allow_full_refresh first', v_key
         using errcode = 'insufficient_privilege';
     end if;
-    if p_approval is null or not coalesce((p_approval ->> 'confirmed')::boolean, false)
+    if p_approval is null and p_request_approval then
+      null;  -- created awaiting_approval; etl.approve releases it
+    elsif p_approval is null or not coalesce((p_approval ->> 'confirmed')::boolean, false)
        or coalesce(p_approval ->> 'approver', '') = '' or coalesce(p_approval ->> 'reason', '') = '' then
-      raise exception 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}'
+      raise exception 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}, or request_approval => true and a later etl.approve(pipeline_run_id, reason)'
         using errcode = 'insufficient_privilege';
     end if;
+  elsif p_request_approval then
+    raise exception 'request_approval applies to full refreshes (mode => ''full'') only'
+      using errcode = 'invalid_parameter_value';
   end if;
   -- GUARD: every pipeline-level parameter belongs to some selected job.
   if not v_single then
@@ -69,10 +74,12 @@ begin
   insert into etl.pipeline_runs (idempotency_key, trigger_type, schedule_id, logical_date, status, mode,
                                  transaction_scope, dry_run, params, selection, reason, started_at,
                                  full_refresh_confirmed, approved_by, approved_at, approval_reason)
-  values (p_idempotency_key, p_trigger_type, p_schedule_id, v_logical, 'running', p_mode,
+  values (p_idempotency_key, p_trigger_type, p_schedule_id, v_logical,
+          case when p_mode = 'full' and p_approval is null then 'awaiting_approval' else 'running' end, p_mode,
           p_transaction_scope, p_dry_run, coalesce(p_params, '{}'), coalesce(p_selection, '{}'), p_reason,
-          pg_catalog.now(), p_mode = 'full', case when p_mode = 'full' then p_approval ->> 'approver' end,
-          case when p_mode = 'full' then pg_catalog.now() end,
+          pg_catalog.now(), p_mode = 'full' and p_approval is not null,
+          case when p_mode = 'full' then p_approval ->> 'approver' end,
+          case when p_mode = 'full' and p_approval is not null then pg_catalog.now() end,
           case when p_mode = 'full' then p_approval ->> 'reason' end)
   on conflict do nothing
   returning pipeline_run_id into v_pid;
@@ -123,7 +130,22 @@ begin
      and not exists (select 1 from etl.job_dependencies d
                       where d.parent_job_id = pj.job_id and d.child_job_id = cj.job_id);
 
-  -- GUARD: implied edges must not close a cycle with declared ones (a fact that feeds a dimension).
+  update etl.pipeline_runs set dependency_snapshot = coalesce((
+    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('parent', pj.slug, 'child', cj.slug, 'type', d.dependency_type)
+                                order by pj.slug, cj.slug)
+      from etl.run_dependencies d
+      join etl.runs pr on pr.run_id = d.parent_run_id join etl.jobs pj on pj.job_id = pr.job_id
+      join etl.runs cr on cr.run_id = d.child_run_id join etl.jobs cj on cj.job_id = cr.job_id
+     where d.pipeline_run_id = v_pid), '[]')
+   where pipeline_run_id = v_pid;
+
+  -- The declared DAG is the snapshot; per_group then folds each group into one unit.
+  if p_transaction_scope = 'per_group' then
+    perform etl._form_groups(v_pid);
+  end if;
+
+  -- GUARD: implied edges (dimensions before facts, groups as one unit) must not close a cycle with
+  -- declared ones: a fact that feeds a dimension, a job between two members of one group.
   with recursive walk(start_id, run_id, path) as (
     select d.parent_run_id, d.child_run_id, array[d.parent_run_id, d.child_run_id]
       from etl.run_dependencies d where d.pipeline_run_id = v_pid
@@ -137,30 +159,43 @@ begin
          pg_catalog.unnest(c.path) with ordinality p(run_id, ord)
     join etl.runs r on r.run_id = p.run_id join etl.jobs j on j.job_id = r.job_id;
   if v_cycle is not null then
-    raise exception 'dependency_cycle: dimensions-before-facts ordering closes the cycle %', v_cycle
+    raise exception 'dependency_cycle: the implied ordering (dimensions before facts, or a group run as one unit) closes the cycle %', v_cycle
       using errcode = 'check_violation';
   end if;
 
-  update etl.pipeline_runs set dependency_snapshot = coalesce((
-    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('parent', pj.slug, 'child', cj.slug, 'type', d.dependency_type)
-                                order by pj.slug, cj.slug)
-      from etl.run_dependencies d
-      join etl.runs pr on pr.run_id = d.parent_run_id join etl.jobs pj on pj.job_id = pr.job_id
-      join etl.runs cr on cr.run_id = d.child_run_id join etl.jobs cj on cj.job_id = cr.job_id
-     where d.pipeline_run_id = v_pid), '[]')
-   where pipeline_run_id = v_pid;
-
-  for v_run in
-    select r.run_id from etl.runs r where r.pipeline_run_id = v_pid
-       and not exists (select 1 from etl.run_dependencies d where d.child_run_id = r.run_id)
-     order by r.run_id
-  loop
-    perform etl._try_release(v_run);
-  end loop;
+  if p_mode = 'full' and p_approval is null then
+    return v_pid;  -- nothing runs before etl.approve
+  end if;
+  perform etl._release_roots(v_pid);
   return v_pid;
 end;
 $$;
-comment on function etl._create_pipeline_run(bigint[], jsonb, jsonb, boolean, text, text, text, text, jsonb, timestamptz, text, bigint, uuid) is
+create or replace function etl._release_roots(p_pipeline_run_id bigint)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_run bigint;
+  v_count integer := 0;
+begin
+  for v_run in
+    select r.run_id from etl.runs r where r.pipeline_run_id = p_pipeline_run_id and r.status = 'pending'
+       and r.group_leader_run_id is null
+       and not exists (select 1 from etl.run_dependencies d where d.child_run_id = r.run_id)
+     order by r.run_id
+  loop
+    if etl._try_release(v_run) then
+      v_count := v_count + 1;
+    end if;
+  end loop;
+  return v_count;
+end;
+$$;
+comment on function etl._release_roots(bigint) is
+  'Releases the runs of a pipeline run that have no parent in it (group members follow their leader). Internal.';
+
+comment on function etl._create_pipeline_run(bigint[], jsonb, jsonb, boolean, text, text, text, text, jsonb, timestamptz, text, bigint, uuid, boolean) is
   'Creates a pipeline run with one run per job, their dependency edges (declared and '
   'dimension-before-fact), and releases the roots; idempotent on the key. Internal.';
 
@@ -214,7 +249,7 @@ create or replace function etl.trigger_pipeline(
   downstream boolean default false, params jsonb default '{}', dry_run boolean default false,
   reason text default null, idempotency_key text default null, mode text default 'incremental',
   transaction_scope text default 'per_procedure', approval jsonb default null,
-  logical_date timestamptz default null)
+  logical_date timestamptz default null, request_approval boolean default false)
 returns bigint
 language plpgsql
 security definer
@@ -235,7 +270,8 @@ begin
     etl._select_jobs(trigger_pipeline.jobs, trigger_pipeline.tags, trigger_pipeline.layer, trigger_pipeline.downstream),
     v_selection, trigger_pipeline.params, trigger_pipeline.dry_run, trigger_pipeline.reason,
     trigger_pipeline.idempotency_key, trigger_pipeline.mode, trigger_pipeline.transaction_scope,
-    trigger_pipeline.approval, trigger_pipeline.logical_date, 'manual', null);
+    trigger_pipeline.approval, trigger_pipeline.logical_date, 'manual', null, null,
+    trigger_pipeline.request_approval);
   insert into etl.audit_log (action, target_type, target_id, reason, details)
   values ('trigger_pipeline', 'pipeline_run', v_pid::text, trigger_pipeline.reason,
           v_selection || pg_catalog.jsonb_build_object('params', trigger_pipeline.params,
@@ -243,16 +279,18 @@ begin
   return v_pid;
 end;
 $$;
-comment on function etl.trigger_pipeline(text[], text[], text, boolean, jsonb, boolean, text, text, text, text, jsonb, timestamptz) is
+comment on function etl.trigger_pipeline(text[], text[], text, boolean, jsonb, boolean, text, text, text, text, jsonb, timestamptz, boolean) is
   'Triggers a pipeline run of the jobs selected by slugs, tags or layer (plus their downstream '
   'closure when downstream), all runs created in one transaction and pending until their upstream '
-  'in the run succeeded; dimensions run before facts. Idempotent on idempotency_key. mode full '
-  'needs approval => {"confirmed": true, "approver": ..., "reason": ...}. Returns the pipeline run id.';
+  'in the run succeeded; dimensions run before facts. Idempotent on idempotency_key. '
+  'transaction_scope per_group runs the selected members of each job group in one transaction. '
+  'mode full needs approval => {"confirmed": true, "approver": ..., "reason": ...}, or '
+  'request_approval => true, which creates it awaiting_approval until etl.approve. Returns the pipeline run id.';
 
 create or replace function etl.run_job(
   job text, params jsonb default '{}', dry_run boolean default false, reason text default null,
   downstream boolean default false, correlation_id uuid default null, mode text default 'incremental',
-  approval jsonb default null, logical_date timestamptz default null)
+  approval jsonb default null, logical_date timestamptz default null, request_approval boolean default false)
 returns bigint
 language plpgsql
 security definer
@@ -277,7 +315,7 @@ begin
     run_job.params, run_job.dry_run, run_job.reason,
     case when run_job.correlation_id is not null then 'run:' || run_job.correlation_id::text end,
     run_job.mode, 'per_procedure', run_job.approval, run_job.logical_date, 'manual', null,
-    run_job.correlation_id);
+    run_job.correlation_id, run_job.request_approval);
   select j.job_id into v_job_id from etl.jobs j where j.slug = run_job.job;
   select r.run_id into v_run from etl.runs r where r.pipeline_run_id = v_pid and r.job_id = v_job_id;
   insert into etl.audit_log (action, target_type, target_id, reason, details)
@@ -288,10 +326,12 @@ begin
   return v_run;
 end;
 $$;
-comment on function etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz) is
+comment on function etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz, boolean) is
   'Runs one job on demand (with its downstream closure when downstream) in a new pipeline run. '
   'params are validated against the job''s parameter schema, defaults filled in, and fingerprinted '
   '(with downstream, each job takes the parameters it declares). '
   'Idempotent: the same correlation_id returns the existing run. A job whose parents are outside '
   'the pipeline run waits for their latest runs to succeed (up to its upstream wait limit). '
+  'mode => ''full'' needs the job''s allow_full_refresh and approval => {"confirmed": true, '
+  '"approver", "reason"}, or request_approval => true (then etl.approve releases it). '
   'Returns the run id of the named job.';

@@ -66,9 +66,15 @@ declare
   v_run record;
   v_limit interval;
 begin
-  select r.run_id, r.pipeline_run_id, r.job_id, r.status, r.wait_until into v_run
-    from etl.runs r where r.run_id = p_run_id;
-  if v_run.status is distinct from 'pending' then
+  select r.run_id, r.pipeline_run_id, r.job_id, r.status, r.wait_until, r.group_id, r.group_leader_run_id
+    into v_run from etl.runs r where r.run_id = p_run_id;
+  -- A group member is never queued on its own: it starts with its leader.
+  if v_run.status is distinct from 'pending' or v_run.group_leader_run_id is not null then
+    return false;
+  end if;
+  -- GUARD: a full refresh waiting for its approval runs nothing.
+  if exists (select 1 from etl.pipeline_runs p
+              where p.pipeline_run_id = v_run.pipeline_run_id and p.status = 'awaiting_approval') then
     return false;
   end if;
   -- GUARD: every parent in the same pipeline run has succeeded.
@@ -77,8 +83,12 @@ begin
     return false;
   end if;
   -- GUARD: parents outside the pipeline run: their latest run must be a success.
+  -- (A group leader answers for the outside parents of all its members.)
   if exists (select 1 from etl.job_dependencies jd
-              where jd.child_job_id = v_run.job_id
+              where (jd.child_job_id = v_run.job_id
+                     or (v_run.group_id is not null
+                         and jd.child_job_id in (select m.job_id from etl.runs m
+                                                  where m.group_leader_run_id = p_run_id)))
                 and not exists (select 1 from etl.runs pr
                                  where pr.pipeline_run_id = v_run.pipeline_run_id and pr.job_id = jd.parent_job_id)
                 and not etl._latest_run_succeeded(jd.parent_job_id)) then
@@ -189,7 +199,7 @@ begin
   end if;
   -- Two last finishers both lock the row; the second re-checks with the first one's commit visible.
   select status into v_status from etl.pipeline_runs where pipeline_run_id = p_pipeline_run_id for update;
-  if v_status not in ('queued', 'running') then
+  if v_status not in ('queued', 'running', 'awaiting_approval') then
     return v_status;
   end if;
   select count(*) filter (where status in ('pending', 'queued', 'running')) as open,

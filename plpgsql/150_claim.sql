@@ -6,7 +6,8 @@ returns table (
   run_id bigint, token bigint, attempt_no integer, pipeline_run_id bigint, job_id bigint,
   job_slug text, kind text, target text, params jsonb, cursor jsonb, dry_run boolean, mode text,
   logical_date timestamptz, correlation_id uuid, max_attempts integer, timeout_ms bigint,
-  lease_expires_at timestamptz, items_source jsonb, item_concurrency integer, group_id bigint)
+  lease_expires_at timestamptz, items_source jsonb, item_concurrency integer, group_id bigint,
+  group_members jsonb)
 language plpgsql
 security definer
 set search_path = etl, pg_temp
@@ -71,7 +72,8 @@ begin
              r.dry_run, r.mode, r.logical_date, r.correlation_id, r.max_attempts, r.group_id, r.priority,
              r.next_attempt_at,
              j.slug, j.kind, j.target, j.timeout, j.lease_duration, j.concurrency_key, j.concurrency_limit,
-             j.items_source, j.item_concurrency, j.supports_incremental
+             j.items_source, j.item_concurrency, j.supports_incremental, j.incremental_strategy,
+             j.cursor_lookback
         from etl.runs r join etl.jobs j on j.job_id = r.job_id
        where r.status = 'queued' and r.next_attempt_at <= v_now
          and (-r.priority, r.next_attempt_at, r.run_id) > (v_fp, v_ft, v_fid)
@@ -132,17 +134,17 @@ begin
     run_id := v_cand.run_id; token := v_attempt; attempt_no := v_attempt_no;
     pipeline_run_id := v_cand.pipeline_run_id; job_id := v_cand.job_id; job_slug := v_cand.slug;
     kind := v_cand.kind; target := v_cand.target; params := v_cand.params;
-    cursor := case when v_cand.supports_incremental then
-                (select pg_catalog.jsonb_build_object('strategy', c.strategy, 'value', c.cursor_value,
-                                                      'tiebreak', c.tiebreak_value, 'metadata', c.metadata)
-                   from etl.cursors c
-                  where c.job_id = v_cand.job_id and c.param_hash = v_cand.parameter_fingerprint) end;
+    cursor := case when v_cand.supports_incremental and v_cand.items_source is null then
+                etl._cursor_for(v_cand.job_id, v_cand.cursor_lookback, v_cand.parameter_fingerprint, v_cand.mode) end;
     dry_run := v_cand.dry_run; mode := v_cand.mode; logical_date := v_cand.logical_date;
     correlation_id := v_cand.correlation_id; max_attempts := v_cand.max_attempts;
     timeout_ms := (extract(epoch from v_cand.timeout) * 1000)::bigint;
     lease_expires_at := v_now + v_lease;
     items_source := v_cand.items_source; item_concurrency := v_cand.item_concurrency;
     group_id := v_cand.group_id;
+    -- A group leader brings its members: one unit, one transaction, on this runner.
+    group_members := case when v_cand.group_id is not null then
+                       etl._group_claim_members(v_cand.run_id, claim.worker, v_now, v_lease) end;
     v_claimed := v_claimed + 1;
     return next;
     end loop;

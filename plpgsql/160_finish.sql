@@ -75,10 +75,12 @@ declare
   v_attempt etl.run_attempts;
   v_delay bigint;
   v_next timestamptz;
-  v_final text;
   v_now timestamptz := pg_catalog.clock_timestamp();  -- see etl.claim: clock, not transaction start
   v_skipped integer;
   v_cursor jsonb := p_outcome -> 'cursor';
+  v_items jsonb;        -- set when the run has items: their counts and sums
+  v_run_sums jsonb;     -- what the run's metrics are (the items' sums, or the attempt's report)
+  v_att_sums jsonb;     -- what this attempt's metrics are
 begin
   if v_status is null or v_status not in ('success', 'partial_success', 'failed', 'cancelled') then
     raise exception 'outcome.status must be success, partial_success, failed or cancelled, got %',
@@ -90,10 +92,24 @@ begin
   end if;
   select j.* into v_job from etl.jobs j where j.job_id = p_run.job_id;
 
+  -- A run with items: the engine, not the runner, says how it went.
+  if v_job.items_source is not null and exists (select 1 from etl.run_items i where i.run_id = p_run.run_id) then
+    v_items := etl._item_outcome(p_run, v_job, p_token, p_outcome);
+    p_outcome := p_outcome || (v_items -> 'outcome');
+    v_status := p_outcome ->> 'status';
+    v_category := p_outcome ->> 'error_category';
+    v_run_sums := v_items -> 'run_sums';
+    v_att_sums := v_items -> 'attempt_sums';
+  else
+    v_run_sums := p_outcome;
+    v_att_sums := p_outcome;
+  end if;
+
   if v_status = 'failed' then
-    v_transient := etl.classify_error(p_run.job_id, v_category, p_outcome ->> 'error_type',
-                                      p_outcome ->> 'sqlstate', (p_outcome ->> 'http_status')::integer,
-                                      (p_outcome ->> 'is_transient')::boolean);
+    v_transient := case when (p_outcome ->> 'items_transient')::boolean then true
+                        else etl.classify_error(p_run.job_id, v_category, p_outcome ->> 'error_type',
+                                                p_outcome ->> 'sqlstate', (p_outcome ->> 'http_status')::integer,
+                                                (p_outcome ->> 'is_transient')::boolean) end;
   end if;
 
   update etl.run_attempts a
@@ -103,9 +119,9 @@ begin
          is_transient = v_transient,
          error_type = p_outcome ->> 'error_type', error_message = p_outcome ->> 'message',
          error_detail = p_outcome -> 'error_detail',
-         records_read = (p_outcome ->> 'records_read')::bigint,
-         records_written = (p_outcome ->> 'records_written')::bigint,
-         page_count = (p_outcome ->> 'page_count')::integer,
+         records_read = (v_att_sums ->> 'records_read')::bigint,
+         records_written = (v_att_sums ->> 'records_written')::bigint,
+         page_count = (v_att_sums ->> 'page_count')::integer,
          rows_affected = (p_outcome ->> 'rows_affected')::bigint,
          metrics = coalesce(p_outcome -> 'metrics', '{}')
    where a.attempt_id = p_token
@@ -131,15 +147,30 @@ begin
       update etl.runs r
          set status = 'queued', queued_at = v_now, next_attempt_at = v_next,
              error_category = v_category, is_transient = true,
-             error_type = p_outcome ->> 'error_type', error_message = p_outcome ->> 'message'
+             error_type = p_outcome ->> 'error_type', error_message = p_outcome ->> 'message',
+             items_succeeded = (v_items ->> 'items_succeeded')::integer,
+             items_failed = (v_items ->> 'items_failed')::integer
        where r.run_id = p_run.run_id;
       perform etl._record_transition(p_run.run_id, p_run.pipeline_run_id, 'running', 'queued', p_actor,
         pg_catalog.jsonb_build_object('attempt_no', p_run.attempt_count, 'backoff_ms', v_delay,
                                       'next_attempt_at', v_next, 'error_category', v_category,
                                       'error_type', p_outcome ->> 'error_type'),
         'retry_scheduled');
+      if p_run.group_id is not null and p_run.group_leader_run_id is null then
+        perform etl._group_follow(p_run, 'pending', p_outcome, p_actor);
+      end if;
       return 'queued';
     end if;
+  end if;
+
+  -- Out of attempts with some items done: partial where the job allows it.
+  if v_status = 'failed' and v_items is not null and v_job.allow_partial_success
+     and (v_items ->> 'items_succeeded')::integer > 0 then
+    v_status := 'partial_success';
+  end if;
+  if v_items is not null then
+    update etl.run_items i set status = 'skipped', ended_at = v_now
+     where i.run_id = p_run.run_id and i.status in ('pending', 'running');
   end if;
 
   update etl.runs r
@@ -150,11 +181,14 @@ begin
          error_type = case when v_status <> 'success' then p_outcome ->> 'error_type' end,
          error_message = case when v_status <> 'success' then p_outcome ->> 'message' end,
          next_attempt_at = null,
-         records_read = (p_outcome ->> 'records_read')::bigint,
-         records_written = (p_outcome ->> 'records_written')::bigint,
-         page_count = (p_outcome ->> 'page_count')::integer,
+         records_read = (v_run_sums ->> 'records_read')::bigint,
+         records_written = (v_run_sums ->> 'records_written')::bigint,
+         page_count = (v_run_sums ->> 'page_count')::integer,
          rows_affected = (p_outcome ->> 'rows_affected')::bigint,
-         metrics = coalesce(p_outcome -> 'metrics', r.metrics),
+         items_total = coalesce((v_items ->> 'items_total')::integer, r.items_total),
+         items_succeeded = (v_items ->> 'items_succeeded')::integer,
+         items_failed = (v_items ->> 'items_failed')::integer,
+         metrics = coalesce(v_run_sums -> 'metrics', r.metrics),
          lineage = coalesce(p_outcome -> 'lineage', r.lineage),
          sql_executed = coalesce(p_outcome ->> 'sql_executed', r.sql_executed)
    where r.run_id = p_run.run_id;
@@ -165,8 +199,9 @@ begin
 
   if v_status in ('success', 'partial_success') then
     -- The cursor advances with the success, exactly once, never on a dry run, never backwards.
-    if v_job.supports_incremental and not p_run.dry_run then
-      perform etl._advance_cursor(v_job, p_run, v_cursor);
+    -- (A run with items advanced each item's cursor with the item.)
+    if v_job.supports_incremental and not p_run.dry_run and v_items is null then
+      perform etl._advance_cursor(v_job, p_run, p_run.parameter_fingerprint, p_run.params, v_cursor);
     end if;
     perform etl._release_children(p_run.run_id, p_run.job_id, p_run.pipeline_run_id);
     update etl.alert_events e set status = 'resolved', resolved_at = v_now, resolved_by = 'engine: next success'
@@ -178,15 +213,21 @@ begin
       perform etl._raise_run_failed_alert(v_job, p_run, v_category, p_outcome ->> 'message', v_skipped);
     end if;
   end if;
+  if p_run.group_id is not null and p_run.group_leader_run_id is null then
+    perform etl._group_follow(p_run, v_status, p_outcome, p_actor);
+  end if;
   perform etl._finalize_pipeline(p_run.pipeline_run_id);
   return v_status;
 end;
 $$;
 comment on function etl._finish(etl.runs, bigint, jsonb, text) is
   'Records the outcome of the current attempt of a locked running run; p_actor NULL means the '
-  'attempt''s runner. Internal: etl.finish, etl.finish_many and the lease reaper call it.';
+  'attempt''s runner. A run with items takes its outcome and metrics from them (etl._item_outcome); '
+  'a group leader carries its members along (etl._group_follow). Internal: etl.finish, '
+  'etl.finish_many and the lease reaper call it.';
 
-create or replace function etl._advance_cursor(p_job etl.jobs, p_run etl.runs, p_cursor jsonb)
+create or replace function etl._advance_cursor(
+  p_job etl.jobs, p_run etl.runs, p_param_hash text, p_params jsonb, p_cursor jsonb)
 returns void
 language plpgsql
 set search_path = ''
@@ -202,7 +243,7 @@ begin
   end if;
   insert into etl.cursors as c (job_id, param_hash, params, strategy, cursor_value, tiebreak_value,
                                 metadata, last_run_id, advance_count)
-  values (p_job.job_id, p_run.parameter_fingerprint, p_run.params, p_job.incremental_strategy, v_value,
+  values (p_job.job_id, p_param_hash, p_params, p_job.incremental_strategy, v_value,
           p_cursor ->> 'tiebreak', coalesce(p_cursor -> 'metadata', '{}'), p_run.run_id, 1)
   on conflict (job_id, param_hash) do update
      set cursor_value = case when p_run.mode = 'full' then excluded.cursor_value
@@ -221,9 +262,9 @@ begin
          updated_at = pg_catalog.now();
 end;
 $$;
-comment on function etl._advance_cursor(etl.jobs, etl.runs, jsonb) is
-  'Moves the (job, parameter fingerprint) cursor forward: modified_date takes the reported value and '
-  'tie-break key, last_run the run''s logical date; never backwards except in a full refresh.';
+comment on function etl._advance_cursor(etl.jobs, etl.runs, text, jsonb, jsonb) is
+  'Moves the (job, param_hash) cursor forward: modified_date takes the reported value and tie-break '
+  'key, last_run the run''s logical date; never backwards except in a full refresh.';
 
 create or replace function etl._raise_run_failed_alert(
   p_job etl.jobs, p_run etl.runs, p_category text, p_message text, p_skipped integer)

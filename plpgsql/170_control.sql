@@ -31,6 +31,10 @@ begin
   if not found then
     raise exception 'run % does not exist', cancel.run_id using errcode = 'invalid_parameter_value';
   end if;
+  -- A waiting group member cannot be left out of its group's transaction: the group is cancelled.
+  if v_run.group_leader_run_id is not null and v_run.status = 'pending' then
+    return etl.cancel(v_run.group_leader_run_id, cancel.reason);
+  end if;
   insert into etl.audit_log (action, target_type, target_id, reason, details)
   values ('cancel', 'run', cancel.run_id::text, cancel.reason, pg_catalog.jsonb_build_object('status', v_run.status));
   if v_run.status in ('pending', 'queued') then
@@ -42,8 +46,10 @@ begin
     perform etl._finalize_pipeline(v_run.pipeline_run_id);
     return 'cancelled';
   elsif v_run.status = 'running' then
-    -- The runner sees it on its next heartbeat and finishes the run as cancelled.
-    update etl.runs r set cancel_requested_at = pg_catalog.now() where r.run_id = cancel.run_id;
+    -- The runner sees it on its next heartbeat and finishes the run as cancelled (a group member:
+    -- its leader, which the runner heartbeats, cancels the whole group).
+    update etl.runs r set cancel_requested_at = pg_catalog.now()
+     where r.run_id in (cancel.run_id, v_run.group_leader_run_id);
     perform etl._record_transition(cancel.run_id, v_run.pipeline_run_id, 'running', 'running', null,
                                    pg_catalog.jsonb_build_object('reason', cancel.reason), 'cancel_requested');
     return 'cancel_requested';
@@ -123,6 +129,10 @@ begin
   select r.* into v_run from etl.runs r where r.run_id = retry.run_id for update;
   if not found then
     raise exception 'run % does not exist', retry.run_id using errcode = 'invalid_parameter_value';
+  end if;
+  -- A group member runs with its group: retrying it retries the group.
+  if v_run.group_leader_run_id is not null then
+    return etl.retry(v_run.group_leader_run_id, retry.reason);
   end if;
   if v_run.status not in ('failed', 'cancelled', 'skipped') then
     raise exception 'run % is %: only failed, cancelled or skipped runs can be retried', retry.run_id, v_run.status
@@ -256,3 +266,46 @@ $$;
 comment on function etl.next_wakeup() is
   'When the earliest queued run becomes claimable (the end of the shortest backoff); NULL when '
   'nothing is queued. A runner sleeps until then or until a NOTIFY on etl_runnable.';
+
+create or replace function etl.approve(pipeline_run_id bigint, reason text, approver text default null)
+returns integer
+language plpgsql
+security definer
+set search_path = etl, pg_temp
+as $$
+declare
+  v_pr etl.pipeline_runs;
+  v_approver text := coalesce(nullif(approve.approver, ''), session_user::text);
+  v_released integer;
+begin
+  perform etl._assert_primary();
+  perform etl._require_reason(approve.reason, 'approve a full refresh');
+  select p.* into v_pr from etl.pipeline_runs p where p.pipeline_run_id = approve.pipeline_run_id for update;
+  if not found then
+    raise exception 'pipeline run % does not exist', approve.pipeline_run_id using errcode = 'invalid_parameter_value';
+  end if;
+  if v_pr.status <> 'awaiting_approval' then
+    raise exception 'pipeline run % is %, not awaiting_approval: nothing to approve', approve.pipeline_run_id, v_pr.status
+      using errcode = 'object_not_in_prerequisite_state';
+  end if;
+  update etl.pipeline_runs p
+     set status = 'running', full_refresh_confirmed = true, approved_by = v_approver,
+         approved_at = pg_catalog.now(), approval_reason = approve.reason, started_at = pg_catalog.now()
+   where p.pipeline_run_id = approve.pipeline_run_id;
+  insert into etl.run_events (run_id, pipeline_run_id, event_type, from_status, to_status, actor, detail)
+  select r.run_id, r.pipeline_run_id, 'approval', r.status, r.status, session_user,
+         pg_catalog.jsonb_build_object('approver', v_approver, 'reason', approve.reason, 'mode', 'full')
+    from etl.runs r where r.pipeline_run_id = approve.pipeline_run_id;
+  insert into etl.audit_log (action, target_type, target_id, reason, details)
+  values ('approve_full_refresh', 'pipeline_run', approve.pipeline_run_id::text, approve.reason,
+          pg_catalog.jsonb_build_object('approver', v_approver, 'requested_by', v_pr.requested_by,
+                                        'selection', v_pr.selection, 'confirmed', true));
+  v_released := etl._release_roots(approve.pipeline_run_id);
+  return v_released;
+end;
+$$;
+comment on function etl.approve(bigint, text, text) is
+  'Approves a full refresh that was requested with request_approval => true: records the '
+  'confirmation, the approver (default: the session user) and the reason on the pipeline run, in '
+  'run_events and in the audit log, then releases its runs. Returns how many runs became runnable. '
+  'A pipeline run awaiting approval is rejected with etl.cancel_pipeline.';

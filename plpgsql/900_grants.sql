@@ -10,8 +10,10 @@ grant execute on function etl.cron_next(text, text, timestamptz), etl.cron_next_
                           etl.backoff_ms(bigint, integer)
   to etl_viewer;
 grant execute on function
-  etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz),
-  etl.trigger_pipeline(text[], text[], text, boolean, jsonb, boolean, text, text, text, text, jsonb, timestamptz),
+  etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz, boolean),
+  etl.trigger_pipeline(text[], text[], text, boolean, jsonb, boolean, text, text, text, text, jsonb, timestamptz, boolean),
+  etl.approve(bigint, text, text), etl.start_items(bigint, bigint, jsonb), etl.finish_item(bigint, bigint, bigint, jsonb),
+  etl.refresh_plan(bigint, bigint, boolean), etl.refresh_view(bigint, bigint, bigint),
   etl.cancel(bigint, text), etl.cancel_pipeline(bigint, text),
   etl.retry(bigint, text), etl.retry_pipeline(bigint, text),
   etl.claim(text, integer), etl.heartbeat(bigint, bigint), etl.finish(bigint, bigint, jsonb),

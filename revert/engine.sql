@@ -13,6 +13,7 @@ $cron$;
 
 DROP TRIGGER no_dependency_cycle ON etl.job_dependencies;
 DROP TRIGGER run_status_transition_is_legal ON etl.runs;
+DROP TRIGGER group_members_follow_leader ON etl.runs;
 DELETE FROM etl.error_classes WHERE job_id IS NULL;
 
 DO $drop$
@@ -30,7 +31,10 @@ BEGIN
        'claim', '_lock_current_attempt', 'heartbeat', 'classify_error', 'backoff_ms', '_finish',
        '_advance_cursor', '_raise_run_failed_alert', 'finish', 'finish_many', 'cancel',
        'cancel_pipeline', '_require_reason', '_reopen_run', 'retry', 'retry_pipeline', 'set_setting', 'next_wakeup',
-       '_fire_schedule', '_reap_expired_leases', 'tick', 'backfill')
+       '_fire_schedule', '_reap_expired_leases', 'tick', 'backfill', '_release_roots', 'approve',
+       '_cursor_for', '_materialize_items', 'start_items', 'finish_item', '_item_outcome',
+       '_form_groups', '_group_claim_members', '_group_follow', '_group_leader_moved',
+       '_can_refresh_concurrently', '_attempt_is_current', 'refresh_plan', 'refresh_view')
   LOOP
     EXECUTE pg_catalog.format('DROP FUNCTION %s', v_fn);
   END LOOP;

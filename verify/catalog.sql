@@ -18,6 +18,7 @@ SELECT schedule_id, job_id, cron_expr, timezone, is_active, misfire_policy, over
 SELECT refresh_target_id, schema_name, view_name, refresh_mode FROM etl.refresh_targets WHERE false;
 SELECT job_id, refresh_target_id, sequence, policy FROM etl.job_refresh_targets WHERE false;
 SELECT error_class_id, job_id, match_kind, match_value, category, is_transient FROM etl.error_classes WHERE false;
+SELECT job_id, relation, access, derived_from FROM etl.job_lineage WHERE false;
 SELECT 1 / pg_catalog.count(*)::int FROM pg_catalog.pg_indexes
  WHERE schemaname = 'etl' AND indexname = 'one_active_schedule_per_job';
 
