@@ -7,7 +7,7 @@ returns table (
   job_slug text, kind text, target text, params jsonb, cursor jsonb, dry_run boolean, mode text,
   logical_date timestamptz, correlation_id uuid, max_attempts integer, timeout_ms bigint,
   lease_expires_at timestamptz, items_source jsonb, item_concurrency integer, group_id bigint,
-  group_members jsonb)
+  group_members jsonb, refreshes boolean)
 language plpgsql
 security definer
 set search_path = etl, pg_temp
@@ -145,6 +145,7 @@ begin
     -- A group leader brings its members: one unit, one transaction, on this runner.
     group_members := case when v_cand.group_id is not null then
                        etl._group_claim_members(v_cand.run_id, claim.worker, v_now, v_lease) end;
+    refreshes := exists (select 1 from etl.job_refresh_targets t where t.job_id = v_cand.job_id);
     v_claimed := v_claimed + 1;
     return next;
     end loop;

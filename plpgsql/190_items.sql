@@ -162,11 +162,12 @@ begin
     raise exception 'outcome.error_category must be API, DB, DATA or SYSTEM for a failed item, got %',
       coalesce(pg_catalog.quote_literal(v_category), 'nothing') using errcode = 'invalid_parameter_value';
   end if;
-  -- Fencing without the run row lock, so items of one run finish concurrently: the attempt row,
-  -- share-locked, is still running (the reaper and etl.finish update it and so wait for us).
+  -- Fencing on the item row, so the items of one run finish concurrently without the run row lock:
+  -- whoever takes an item from an attempt (the next attempt's start_items, the final outcome)
+  -- updates the item row, so it waits for this transaction and then sees its result. The attempt
+  -- check refuses a report that comes after the attempt ended.
   perform 1 from etl.run_attempts a
-   where a.attempt_id = finish_item.token and a.run_id = finish_item.run_id and a.status = 'running'
-     for share;
+   where a.attempt_id = finish_item.token and a.run_id = finish_item.run_id and a.status = 'running';
   if not found then
     raise exception 'stale_token: attempt % of run % is not running', finish_item.token, finish_item.run_id
       using errcode = 'ETL01', hint = 'the lease was lost or the run was reported already; drop this result';

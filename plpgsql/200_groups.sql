@@ -102,7 +102,8 @@ begin
     v_list := v_list || pg_catalog.jsonb_build_object(
       'run_id', v_member.run_id, 'token', v_attempt, 'job_slug', v_member.slug, 'kind', v_member.kind,
       'target', v_member.target, 'params', v_member.params, 'cursor', v_member.cursor,
-      'sequence', v_member.sequence, 'timeout_ms', (extract(epoch from v_member.timeout) * 1000)::bigint);
+      'sequence', v_member.sequence, 'timeout_ms', (extract(epoch from v_member.timeout) * 1000)::bigint,
+      'refreshes', exists (select 1 from etl.job_refresh_targets t where t.job_id = v_member.job_id));
   end loop;
   return v_list;
 end;

@@ -44,6 +44,9 @@ class JobContext:
     new_cursor: dict[str, Any] | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     http: Any = None  # python_runner.http.HttpClient: timeouts, classified failures, latency metrics
+    item_id: int | None = None  # set when the job runs per item: params are then the item's
+    item_no: int | None = None
+    mode: str = "incremental"   # full: a full refresh, cursor is None and everything is reloaded
 
     def count(self, name: str, n: int = 1) -> None:
         """Add n to a metric: records_read, records_written, page_count, or a custom name."""

@@ -66,32 +66,51 @@ def run_python(target: str, ctx: JobContext) -> dict[str, Any]:
     return out
 
 
+def routine_kinds(conn: psycopg.Connection, targets: list[str]) -> dict[str, str]:
+    """prokind ('f' function, 'p' procedure) of each schema.routine target, in one round trip."""
+    rows = conn.execute(queries.ROUTINE_KINDS, {"targets": targets}).fetchall()
+    kinds = {(r["target"] if isinstance(r, dict) else r[0]): (r["prokind"] if isinstance(r, dict) else r[1])
+             for r in rows}
+    missing = [t for t in targets if t not in kinds]
+    if missing:
+        raise JobError(f"routine {missing[0]} does not exist", category="DB", transient=False,
+                       error_type="undefined_function")
+    return kinds
+
+
+def call_routine(conn: psycopg.Connection, target: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Call schema.routine with params bound by name, in the caller's transaction."""
+    schema, _, name = target.partition(".")
+    args = sql.SQL(", ").join(
+        sql.SQL("{} => {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in sorted(params))
+    routine = sql.Identifier(schema, name)
+    stmt = (sql.SQL("call {}({})") if kind == "p" else sql.SQL("select {}({})")).format(routine, args)
+    started = time.monotonic()
+    cur = conn.execute(stmt, params)
+    result = cur.fetchone() if cur.description else None
+    value = None
+    if result is not None:
+        value = result[0] if not isinstance(result, dict) else next(iter(result.values()))
+    rows = value if isinstance(value, int) and not isinstance(value, bool) else cur.rowcount
+    rows = rows if isinstance(rows, int) and rows >= 0 else None
+    return {"rows_affected": rows, "records_written": rows,
+            "sql_executed": stmt.as_string(conn) + "  -- params: " + repr(params),
+            "duration_ms": round((time.monotonic() - started) * 1000, 3)}
+
+
+def set_statement_timeout(conn: psycopg.Connection, timeout_ms: int) -> None:
+    conn.execute(sql.SQL("set local statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
+
+
 def run_sql(conn: psycopg.Connection, target: str, ctx: JobContext, timeout_ms: int) -> dict[str, Any]:
     """Call schema.routine with the run's parameters bound by name, in a transaction of its own.
 
     A dry run executes and rolls back: real counts, no change.
     """
-    schema, _, name = target.partition(".")
-    row = conn.execute(queries.ROUTINE_KIND, {"schema": schema, "name": name}).fetchone()
-    if row is None:
-        raise JobError(f"routine {target} does not exist", category="DB", transient=False,
-                       error_type="undefined_function")
-    kind = row[0] if not isinstance(row, dict) else row["prokind"]
-    args = sql.SQL(", ").join(
-        sql.SQL("{} => {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in sorted(ctx.params))
-    routine = sql.Identifier(schema, name)
-    stmt = (sql.SQL("call {}({})") if kind == "p" else sql.SQL("select {}({})")).format(routine, args)
-    started = time.monotonic()
+    kind = routine_kinds(conn, [target])[target]
     with conn.transaction(force_rollback=ctx.dry_run):
-        conn.execute(sql.SQL("set local statement_timeout = {}").format(sql.Literal(int(timeout_ms))))
-        cur = conn.execute(stmt, ctx.params)
-        result = cur.fetchone() if cur.description else None
-    value = None
-    if result is not None:
-        value = result[0] if not isinstance(result, dict) else next(iter(result.values()))
-    rows = value if isinstance(value, int) and not isinstance(value, bool) else cur.rowcount
-    return {"status": "success", "rows_affected": rows if rows is not None and rows >= 0 else None,
-            "records_written": rows if isinstance(rows, int) and rows >= 0 else None,
-            "sql_executed": stmt.as_string(conn) + "  -- params: " + repr(ctx.params),
-            "metrics": {"duration_ms": round((time.monotonic() - started) * 1000, 3),
-                        "dry_run_rolled_back": ctx.dry_run}}
+        set_statement_timeout(conn, timeout_ms)
+        done = call_routine(conn, target, kind, ctx.params)
+    return {"status": "success", "rows_affected": done["rows_affected"],
+            "records_written": done["records_written"], "sql_executed": done["sql_executed"],
+            "metrics": {"duration_ms": done["duration_ms"], "dry_run_rolled_back": ctx.dry_run}}

@@ -20,6 +20,11 @@ analysed. Everything is derived from pglast's parse trees, never from regexes ov
   its parse mode. EXECUTE of a string constant is analysed as SQL; any other dynamic EXECUTE
   goes to ``unparsed`` as ``"<routine>:<line>: EXECUTE <expression>"`` (line numbers count
   from the line holding the opening quote of the body, as in PostgreSQL's error context).
+* libpg_query's PL/pgSQL parser only resolves types in pg_catalog and public, and rejects
+  arrays of types it does not know. A routine rejected that way (``v etl.cron_spec;``,
+  ``RETURNS SETOF silver.orders``, ``p etl.id_t[]``, ``p silver.t.c%TYPE``) is parsed again
+  with those parameter, return and DECLARE types replaced by ``record`` / ``text[]``: types
+  do not change which tables the code touches.
 
 Name resolution: unquoted identifiers come folded to lower case by the parser, quoted ones
 keep their case; names are joined unquoted (``Sales.Orders`` for ``"Sales"."Orders"``).
@@ -49,12 +54,14 @@ Limits (by design or not worth the cost):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import pglast
 from pglast import ast
 from pglast.enums import VariableSetKind
 from pglast.parser import ParseError
+from pglast.stream import RawStream
 
 __all__ = ["Lineage", "LineageError", "lineage_of_routine", "lineage_of_sql", "merge"]
 
@@ -116,7 +123,6 @@ def lineage_of_routine(definition: str, default_schema: str = "public") -> Linea
 # of the same name shadows it, which is only known once the whole text has been seen.
 _Ref = tuple[bool, str, str]
 
-_DML = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
 # PL/pgSQL statements whose "query" member is an expression yielding SQL text, not SQL.
 _DYNAMIC_QUERY = {"PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors"}
 # RawParseMode values of PLpgSQL_expr.parseMode (src/include/parser/parser.h).
@@ -169,6 +175,129 @@ def _assigned_expression(assignment: str) -> str | None:
         elif depth == 0 and token.name in ("COLON_EQUALS", "ASCII_61"):  # := =
             return assignment[token.end + 1:]
     return None
+
+
+# Return types giving a PL/pgSQL function special variables or RETURN rules: kept as they are.
+_KEEP_RETURN_TYPES = {"void", "trigger", "event_trigger"}
+
+
+# Where a type is written, as a probe routine for the PL/pgSQL parser.
+_PROBES = {
+    "param": "CREATE FUNCTION pg_temp.p(x {}) RETURNS void LANGUAGE plpgsql AS $p$BEGIN END$p$",
+    "returns": "CREATE FUNCTION pg_temp.p() RETURNS {} LANGUAGE plpgsql AS $p$BEGIN END$p$",
+    "declare": "CREATE FUNCTION pg_temp.p() RETURNS void LANGUAGE plpgsql AS $p$DECLARE x {}; BEGIN END$p$",
+}
+
+
+def _try_parse_plpgsql(routine: str) -> list[dict[str, Any]] | None:
+    try:
+        return pglast.parse_plpgsql(routine)
+    except ParseError:
+        return None
+
+
+@lru_cache(maxsize=1024)
+def _plpgsql_knows_type(type_text: str, where: str) -> bool:
+    """Whether libpg_query's PL/pgSQL parser accepts this type there (param/returns/declare)."""
+    return _try_parse_plpgsql(_PROBES[where].format(type_text)) is not None
+
+
+def _neutral_type(type_text: str, is_array: bool, where: str) -> str | None:
+    """None if the type is fine as it is, else a stand-in the parser accepts."""
+    if _plpgsql_knows_type(type_text, where):
+        return None
+    return "text[]" if is_array else "record"
+
+
+def _neutralise_types(routine: str) -> str | None:
+    """The CREATE FUNCTION text with types unknown to the PL/pgSQL parser replaced.
+
+    Parameter and return types are replaced in the parse tree, which is then printed back;
+    variable types in DECLARE sections are replaced in the body text, token by token, keeping
+    line breaks so that line numbers stay right. None if there is nothing to work on.
+    """
+    try:
+        statements = pglast.parse_sql(routine)
+    except ParseError:
+        return None
+    if len(statements) != 1 or not isinstance(statements[0].stmt, ast.CreateFunctionStmt):
+        return None
+    stmt = statements[0].stmt
+    types = [(param.argType, "param") for param in stmt.parameters or ()]
+    if stmt.returnType is not None and stmt.returnType.names[-1].sval not in _KEEP_RETURN_TYPES:
+        types.append((stmt.returnType, "returns"))
+    for type_name, where in types:
+        if type_name is None:
+            continue
+        setof, type_name.setof = type_name.setof, False
+        neutral = _neutral_type(RawStream()(type_name), bool(type_name.arrayBounds), where)
+        type_name.setof = setof
+        if neutral is not None:
+            type_name.names = (ast.String(sval=neutral.removesuffix("[]")),)
+            type_name.typmods = None
+            type_name.pct_type = False
+    for option in stmt.options or ():
+        if option.defname == "as":
+            option.arg = (ast.String(sval=_neutralise_declarations(option.arg[0].sval)),)
+    return RawStream()(stmt)
+
+
+def _neutralise_declarations(body: str) -> str:
+    """Replace the unknown types of DECLARE-section variables in a PL/pgSQL body."""
+    try:
+        tokens = [t for t in pglast.parser.scan(body) if not t.name.endswith("_COMMENT")]
+    except ParseError:
+        return body
+    edits: list[tuple[int, int, str]] = []
+    in_declare, i = False, 0
+    while i < len(tokens):
+        name = tokens[i].name
+        if name in ("DECLARE", "BEGIN_P"):
+            in_declare = name == "DECLARE"
+            i += 1
+            continue
+        if not in_declare:
+            i += 1
+            continue
+        # One declaration: its tokens up to the ';' outside brackets.
+        j, depth = i, 0
+        while j < len(tokens) and not (tokens[j].name == "ASCII_59" and depth == 0):
+            if tokens[j].name in ("ASCII_40", "ASCII_91"):
+                depth += 1
+            elif tokens[j].name in ("ASCII_41", "ASCII_93"):
+                depth -= 1
+            j += 1
+        span = _declared_type_span(tokens[i:j], body)
+        if span is not None:
+            text = body[span[0]:span[1]]
+            neutral = _neutral_type(text, "[" in text or text.lower().endswith("array"), "declare")
+            if neutral is not None:
+                edits.append((span[0], span[1], neutral + "\n" * text.count("\n")))
+        i = j + 1
+    for start, end, replacement in reversed(edits):
+        body = body[:start] + replacement + body[end:]
+    return body
+
+
+# Tokens ending the type of a declaration: := = DEFAULT NOT (NULL) COLLATE.
+_AFTER_TYPE = {"COLON_EQUALS", "ASCII_61", "DEFAULT", "NOT", "COLLATE"}
+
+
+def _declared_type_span(decl: list[Any], body: str) -> tuple[int, int] | None:
+    """[start, end) of the type in ``name [CONSTANT] type [COLLATE ..] [NOT NULL] [:= ..]``."""
+    k = 1
+    if k < len(decl) and body[decl[k].start:decl[k].end + 1].lower() == "constant":
+        k += 1
+    if k >= len(decl) or body[decl[k].start:decl[k].end + 1].lower() in ("alias", "cursor", "scroll", "no"):
+        return None  # aliases and cursors have no type
+    end = k
+    while end < len(decl) and decl[end].name not in _AFTER_TYPE:
+        if decl[end].name == "ASCII_37":
+            return None  # %TYPE / %ROWTYPE are accepted
+        end += 1
+    if end == k:
+        return None
+    return decl[k].start, decl[end - 1].end + 1
 
 
 def _dollar_quote(body: str) -> str:
@@ -367,7 +496,12 @@ class _Collector:
         try:
             tree = pglast.parse_plpgsql(text)
         except ParseError as exc:
-            raise _syntax_error(f"{where} (LANGUAGE plpgsql body)", text, exc) from exc
+            # libpg_query cannot resolve types outside pg_catalog/public (nor arrays of unknown
+            # types); types do not matter here, so retry with those replaced by neutral ones.
+            retry = _neutralise_types(text)
+            tree = None if retry is None else _try_parse_plpgsql(retry)
+            if tree is None:
+                raise _syntax_error(f"{where} (LANGUAGE plpgsql body)", text, exc) from exc
         self._pl_walk(tree, where, 0, "")
 
     def _pl_walk(self, node: Any, where: str, line: int, kind: str) -> None:
@@ -382,7 +516,8 @@ class _Collector:
         for key, value in node.items():
             if key == "PLpgSQL_expr":
                 self._pl_expr(value, where, line)
-            elif key == "dynquery" or (key == "query" and kind in _DYNAMIC_QUERY):
+            elif isinstance(value, dict) and (
+                    key == "dynquery" or (key == "query" and kind in _DYNAMIC_QUERY)):
                 self._pl_dynamic(value.get("PLpgSQL_expr", {}), where, line)
             elif key.startswith("PLpgSQL_"):
                 self._pl_walk(value, where, line, key)

@@ -2,17 +2,30 @@
 
 CLAIM = """
 select run_id, token, attempt_no, pipeline_run_id, job_id, job_slug, kind, target, params, cursor,
-       dry_run, mode, logical_date, correlation_id, max_attempts, timeout_ms, lease_expires_at
+       dry_run, mode, logical_date, correlation_id, max_attempts, timeout_ms, lease_expires_at,
+       items_source, item_concurrency, group_id, group_members, refreshes
   from etl.claim(%(worker)s, %(max_runs)s)
 """
 HEARTBEAT = "select etl.heartbeat(%(run_id)s, %(token)s) as beat"
 FINISH = "select etl.finish(%(run_id)s, %(token)s, %(outcome)s::jsonb) as status"
 NEXT_WAKEUP = "select extract(epoch from etl.next_wakeup() - now()) as seconds"
 LISTEN = "listen etl_runnable"
-ROUTINE_KIND = """
-select p.prokind from pg_proc p join pg_namespace n on n.oid = p.pronamespace
- where n.nspname = %(schema)s and p.proname = %(name)s
+ROUTINE_KINDS = """
+select t.target, p.prokind
+  from unnest(%(targets)s::text[]) t(target)
+  join pg_namespace n on n.nspname = split_part(t.target, '.', 1)
+  join pg_proc p on p.pronamespace = n.oid and p.proname = split_part(t.target, '.', 2)
 """
+START_ITEMS = """
+select item_id, item_no, params, param_hash, cursor, attempt_count
+  from etl.start_items(%(run_id)s, %(token)s, %(items)s::jsonb)
+"""
+FINISH_ITEM = "select etl.finish_item(%(run_id)s, %(token)s, %(item_id)s, %(outcome)s::jsonb) as status"
+REFRESH_PLAN = """
+select refresh_target_id, schema_name, view_name, sequence, policy, concurrent
+  from etl.refresh_plan(%(run_id)s, %(token)s, %(succeeded)s)
+"""
+REFRESH_VIEW = "select etl.refresh_view(%(run_id)s, %(token)s, %(refresh_target_id)s) as result"
 SERVICE_HEARTBEAT = """
 insert into etl.service_heartbeats as h (instance_id, service, version, host, pid, status, slots, busy_slots)
 values (%(instance_id)s, 'runner', %(version)s, %(host)s, %(pid)s, %(status)s, %(slots)s, %(busy)s)

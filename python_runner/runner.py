@@ -27,7 +27,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from . import __version__, queries
+from . import __version__, queries, units
 from .context import JobContext
 from .http import HttpClient
 from .executors import outcome_from_exception, run_python, run_sql
@@ -87,6 +87,11 @@ class Claimed:
     max_attempts: int
     timeout_ms: int
     lease_expires_at: Any
+    items_source: dict | None = None
+    item_concurrency: int = 1
+    group_id: int | None = None
+    group_members: list | None = None  # a group leader: the other members, in sequence
+    refreshes: bool = False  # the job has materialized views to refresh after it
 
 
 @dataclass
@@ -223,10 +228,19 @@ class Runner:
 
     # ------------------------------------------------------------------ work
 
+    def item_logger(self, c: Claimed, item: dict) -> FieldsAdapter:
+        return FieldsAdapter(self.job_logger, {
+            "job": c.job_slug, "job_id": c.job_id, "run_id": c.run_id, "attempt": c.attempt_no,
+            "attempt_id": c.token, "item_id": item["item_id"], "item_no": item["item_no"]})
+
     def _execute(self, f: InFlight) -> None:
         c = f.claim
         try:
-            if c.kind == "python":
+            if c.group_members is not None:
+                outcome = units.run_group(self, f)
+            elif c.items_source:
+                outcome = units.run_items(self, f)
+            elif c.kind == "python":
                 outcome = run_python(c.target, f.ctx)
             else:
                 with self.pool.connection() as conn:
@@ -236,10 +250,23 @@ class Runner:
                         outcome = run_sql(conn, c.target, f.ctx, c.timeout_ms)
                     finally:
                         f.backend_pid = None
+        except units.LeaseLost as exc:
+            f.lost = True
+            outcome = {"status": "failed", "error_category": "SYSTEM", "message": str(exc)}
         except BaseException as exc:  # every failure is reported, none escapes the slot
             outcome = outcome_from_exception(exc)
             if f.ctx.cancelled and isinstance(exc, psycopg.errors.QueryCanceled):
                 outcome = {"status": "cancelled", "message": "cancelled by an operator"}
+        wants_refresh = c.refreshes or any(m.get("refreshes") for m in (c.group_members or []))
+        if wants_refresh and not f.lost and outcome.get("status") != "cancelled":
+            try:
+                units.refresh_views(self, f, succeeded=outcome.get("status") in ("success", "partial_success"))
+            except psycopg.Error as exc:
+                if getattr(exc, "sqlstate", None) == STALE_TOKEN:
+                    f.lost = True
+                else:
+                    self.log.error("view refresh failed", fields={"action": "refresh", "run_id": c.run_id,
+                                                                  "error": str(exc).strip()[:300]})
         self._report(f, outcome)
 
     def _report(self, f: InFlight, outcome: dict, handing_back: bool = False) -> None:
@@ -303,7 +330,7 @@ class Runner:
         lease = max(1.0, (c.lease_expires_at.timestamp() - time.time()))
         ctx = JobContext(run_id=c.run_id, attempt_no=c.attempt_no, job=c.job_slug,
                          params=c.params, cursor=c.cursor, dry_run=c.dry_run,
-                         logical_date=c.logical_date,
+                         logical_date=c.logical_date, mode=c.mode,
                          log=FieldsAdapter(self.job_logger, {
                              "job": c.job_slug, "job_id": c.job_id, "run_id": c.run_id,
                              "attempt": c.attempt_no, "attempt_id": c.token}),
@@ -320,7 +347,8 @@ class Runner:
         """The claim loop; returns the process exit code."""
         # Slots execute SQL jobs and send reports through the pool: a connection per report would
         # cost a backend start (milliseconds) on every step of a DAG.
-        self.pool = ConnectionPool(self.dsn, min_size=1, max_size=self.slots + 1, open=True,
+        # Items of a run and their reports need connections of their own: room for a few per slot.
+        self.pool = ConnectionPool(self.dsn, min_size=1, max_size=self.slots * 3 + 1, open=True,
                                    kwargs={"autocommit": True, "row_factory": dict_row})
         executor = self.executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="slot")
         threads = [threading.Thread(target=self._listen, name="listener", daemon=True),

@@ -354,3 +354,37 @@ def test_merge_unions_and_keeps_unparsed_order():
     b = Lineage(frozenset({"s.c"}), frozenset({"s.b", "s.d"}), ("y", "z"))
     assert merge(a, b) == Lineage(frozenset({"s.a", "s.c"}), frozenset({"s.b", "s.d"}), ("x", "y", "z"))
     assert merge() == Lineage()
+
+
+def test_plpgsql_with_types_from_other_schemas():
+    # libpg_query's PL/pgSQL parser rejects types outside pg_catalog/public and arrays of
+    # unknown types; lineage must still come out, with the right line numbers.
+    lin = lineage_of_routine("""
+        CREATE FUNCTION silver.f(p_spec etl.cron_spec, p_ids etl.id_t[], p_n silver.t.n%TYPE)
+        RETURNS SETOF silver.orders LANGUAGE plpgsql AS $$
+        DECLARE
+          v_spec etl.cron_spec := etl.cron_parse('x');  -- a comment [with brackets
+          v_all  CONSTANT "Etl".status[] := '{}';
+          v_row  silver.orders%ROWTYPE;
+          c CURSOR FOR SELECT * FROM silver.cursor_src;
+        BEGIN
+          v_spec.x := (SELECT max(x) FROM silver.specs);
+          RETURN QUERY SELECT * FROM silver.orders WHERE id = ANY (p_ids);
+          EXECUTE 'select ' || v_spec;
+        END $$
+    """)
+    assert rw(lin) == ({"silver.cursor_src", "silver.specs", "silver.orders"}, set())
+    assert lin.unparsed == ("silver.f:10: EXECUTE 'select ' || v_spec",)
+
+
+def test_trigger_function():
+    lin = lineage_of_routine("""
+        CREATE FUNCTION audit.log_change() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          NEW.changed_at := now();
+          INSERT INTO audit.changes (tbl, row) VALUES (TG_TABLE_NAME, to_jsonb(NEW));
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER t AFTER UPDATE ON silver.orders FOR EACH ROW EXECUTE FUNCTION audit.log_change();
+    """)
+    assert rw(lin) == (set(), {"audit.changes"})
