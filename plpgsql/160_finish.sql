@@ -256,9 +256,9 @@ begin
          metadata = c.metadata || excluded.metadata,
          last_run_id = excluded.last_run_id,
          advance_count = c.advance_count
-                         + (p_run.mode = 'full' or excluded.cursor_value > c.cursor_value
-                            or (excluded.cursor_value = c.cursor_value
-                                and excluded.tiebreak_value > c.tiebreak_value))::int,
+                         + coalesce(p_run.mode = 'full' or excluded.cursor_value > c.cursor_value
+                                    or (excluded.cursor_value = c.cursor_value
+                                        and excluded.tiebreak_value > c.tiebreak_value), false)::int,
          updated_at = pg_catalog.now();
 end;
 $$;

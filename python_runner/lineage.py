@@ -499,9 +499,12 @@ class _Collector:
             # libpg_query cannot resolve types outside pg_catalog/public (nor arrays of unknown
             # types); types do not matter here, so retry with those replaced by neutral ones.
             retry = _neutralise_types(text)
-            tree = None if retry is None else _try_parse_plpgsql(retry)
-            if tree is None:
+            if retry is None:
                 raise _syntax_error(f"{where} (LANGUAGE plpgsql body)", text, exc) from exc
+            try:
+                tree = pglast.parse_plpgsql(retry)
+            except ParseError as retry_exc:  # past the types: this error is the real one
+                raise _syntax_error(f"{where} (LANGUAGE plpgsql body)", retry, retry_exc) from exc
         self._pl_walk(tree, where, 0, "")
 
     def _pl_walk(self, node: Any, where: str, line: int, kind: str) -> None:

@@ -441,13 +441,32 @@ def _wait_pipeline(conn, pipeline_run_id: int, timeout: float | None, poll: floa
 @click.option("--wait", is_flag=True, help="Wait until the pipeline run finishes, printing status changes.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="With --wait: give up after this many seconds (exit 124).")
+@click.option("--full", is_flag=True, help="A full refresh (mode full): needs --approve or --request-approval.")
+@click.option("--approve", is_flag=True, help="With --full: confirm the full refresh now (you are the approver).")
+@click.option("--approver", help="With --full --approve: who approves (default: the database user).")
+@click.option("--request-approval", is_flag=True,
+              help="With --full: create the run awaiting approval; `etl approve PIPELINE_RUN` releases it.")
 @json_option
 @handle_errors
-def run_cmd(job, params, params_file, dry_run, reason, downstream, wait, timeout, as_json) -> None:
+def run_cmd(job, params, params_file, dry_run, reason, downstream, wait, timeout, full, approve, approver,
+            request_approval, as_json) -> None:
     """Run JOB now (etl.run_job) and print the run id; with --wait, follow it to the end.
+
+    A full refresh (--full) reloads everything from scratch and resets the cursors; it needs the
+    job's allow_full_refresh, a --reason, and --approve (approved now) or --request-approval
+    (approved later with `etl approve`). Without them nothing is enqueued.
 
     Exit codes with --wait: 0 success/partial_success, 1 failed/cancelled/skipped, 124 timeout.
     """
+    if (approve or request_approval or approver) and not full:
+        raise OpsError("--approve, --approver and --request-approval go with --full", EXIT_BAD_INPUT)
+    if approve and request_approval:
+        raise OpsError("choose --approve (now) or --request-approval (later), not both", EXIT_BAD_INPUT)
+    approval = None
+    if full and approve:
+        if not reason:
+            raise OpsError("a full refresh needs --reason (it is recorded with the approval)", EXIT_BAD_INPUT)
+        approval = {"confirmed": True, "approver": approver or "", "reason": reason}
     merged: dict[str, Any] = {}
     if params_file is not None:
         try:
@@ -460,9 +479,13 @@ def run_cmd(job, params, params_file, dry_run, reason, downstream, wait, timeout
     merged.update(params)
     with connect() as conn:
         _job_row(conn, job)
+        if approval is not None and not approval["approver"]:
+            approval["approver"] = conn.execute("select session_user as u").fetchone()["u"]
         run_id = conn.execute(
-            "select etl.run_job(job => %s, params => %s, dry_run => %s, reason => %s, downstream => %s) as id",
-            (job, Jsonb(merged), dry_run, reason, downstream)).fetchone()["id"]
+            "select etl.run_job(job => %s, params => %s, dry_run => %s, reason => %s, downstream => %s,"
+            " mode => %s, approval => %s, request_approval => %s) as id",
+            (job, Jsonb(merged), dry_run, reason, downstream, "full" if full else "incremental",
+             Jsonb(approval) if approval is not None else None, request_approval)).fetchone()["id"]
         run = conn.execute("select pipeline_run_id, status, params from etl.runs where run_id = %s",
                            (run_id,)).fetchone()
         if as_json:
@@ -470,7 +493,9 @@ def run_cmd(job, params, params_file, dry_run, reason, downstream, wait, timeout
                        "params": run["params"]})
         else:
             click.echo(f"run {run_id} (pipeline run {run['pipeline_run_id']}): {job} {run['status']}")
-        if wait:
+            if request_approval:
+                click.echo(f"awaiting approval: etl approve {run['pipeline_run_id']} --reason '...'")
+        if wait and not request_approval:
             sys.exit(_wait_pipeline(conn, run["pipeline_run_id"], timeout))
 
 
@@ -591,6 +616,19 @@ def cancel_cmd(run_id: int, reason: str) -> None:
         click.echo(f"run {run_id} is running: cancellation requested, the runner stops it at its next heartbeat")
     else:
         raise OpsError(f"run {run_id} is already {result}: nothing to cancel", EXIT_FAILED)
+
+
+@click.command("approve")
+@click.argument("pipeline_run_id", metavar="PIPELINE_RUN", type=int)
+@reason_option
+@click.option("--approver", help="Who approves (default: the database user).")
+@handle_errors
+def approve_cmd(pipeline_run_id: int, reason: str, approver: str | None) -> None:
+    """Approve a full refresh that awaits approval (etl.approve) and release its runs."""
+    with connect() as conn:
+        released = conn.execute("select etl.approve(%s, %s, %s) as n",
+                                (pipeline_run_id, reason, approver)).fetchone()["n"]
+    click.echo(f"pipeline run {pipeline_run_id} approved; {released} run(s) released")
 
 
 @click.command("retry")
@@ -739,6 +777,6 @@ def dag_cmd(fmt_: str) -> None:
 
 def register(main: click.Group) -> None:
     """Adds the operator commands to the `etl` group."""
-    for cmd in (jobs, run_cmd, runs, cancel_cmd, retry_cmd, settings_group, dag_cmd):
+    for cmd in (jobs, run_cmd, runs, cancel_cmd, retry_cmd, approve_cmd, settings_group, dag_cmd):
         if cmd.name not in main.commands:
             main.add_command(cmd)

@@ -36,3 +36,51 @@ def slow_chatty(ctx):
     for i in range(5):
         ctx.log.info(f"step {i}", fields={"action": "step", "step": i})
         time.sleep(0.2)
+
+
+def _record_call(ctx, table: str = "test_calls") -> None:
+    """Proof of work: one row per execution, written on its own connection (commits at once)."""
+    import json
+    import os
+
+    import psycopg
+    with psycopg.connect(os.environ["ETL_DSN"], autocommit=True) as conn:
+        conn.execute(f"insert into public.{table} (run_id, attempt_no, item_no, params) values (%s, %s, %s, %s)",
+                     (ctx.run_id, ctx.attempt_no, ctx.item_no, json.dumps(ctx.params)))
+
+
+def item_call(ctx):
+    """An item job: records the call, reads as many records as the item's 'n', moves its cursor."""
+    _record_call(ctx)
+    if ctx.params.get("fail") == "permanent":
+        raise ValueError(f"item {ctx.item_no}: bad region")
+    if ctx.params.get("fail") == "first_attempt" and ctx.attempt_no == 1:
+        raise JobError("upstream said 503", category="API", http_status=503)
+    ctx.count("records_read", int(ctx.params.get("n", 1)))
+    if "modified" in ctx.params:
+        ctx.set_cursor(ctx.params["modified"], tiebreak=str(ctx.item_no))
+
+
+def slow_item(ctx):
+    _record_call(ctx)
+    time.sleep(float(ctx.params.get("seconds", 0.3)))
+    ctx.count("records_read", 1)
+
+
+def region_items(ctx):
+    """A callable items source: one item per region, one repeated."""
+    return [{"region": "eu"}, {"region": "us"}, {"region": "eu"}, {"region": "apac"}]
+
+
+def item_watermark(ctx):
+    """An incremental item job: the new watermark of its region is the newest row of public.test_source;
+    a region listed in public.test_fail fails permanently."""
+    import os
+
+    import psycopg
+    region = ctx.params["region"]
+    with psycopg.connect(os.environ["ETL_DSN"], autocommit=True) as conn:
+        if conn.execute("select 1 from public.test_fail where region = %s", (region,)).fetchone():
+            raise ValueError(f"region {region}: source rejected the request")
+        newest = conn.execute("select max(modified) from public.test_source where region = %s", (region,)).fetchone()[0]
+    ctx.set_cursor(newest.isoformat())

@@ -151,8 +151,9 @@ def test_create_function_in_plain_sql_is_a_definition_not_an_execution():
 
 
 def test_sql_parse_error_raises_lineage_error_with_position():
-    with pytest.raises(LineageError, match=r'^SQL: syntax error at or near "bronze" at line 2, column 21$'):
+    with pytest.raises(LineageError) as error:
         lineage_of_sql("SELECT 1;\nSELECT id, name frm bronze.t")  # `frm` is an alias
+    assert str(error.value) == 'SQL: syntax error at or near "bronze" at line 2, column 21'
     assert issubclass(LineageError, ValueError)
 
 
@@ -334,17 +335,25 @@ def test_other_languages_are_reported():
     assert lin == Lineage(unparsed=("py.f: LANGUAGE plpython3u body not analysed",))
 
 
-def test_routine_parse_errors():
-    with pytest.raises(LineageError, match=r'^routine definition: syntax error at or near "frobnicate" at line 2, column 1$'):
-        lineage_of_routine("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'\nfrobnicate")
-    with pytest.raises(LineageError, match=r"^routine definition: syntax error at end of input$"):
-        lineage_of_routine("CREATE FUNCTION f( RETURNS int")
-    with pytest.raises(LineageError, match=r'^silver.f \(LANGUAGE plpgsql body\): "x" is not a known variable'):
-        lineage_of_routine("CREATE FUNCTION silver.f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN x := 1; END $$")
-    with pytest.raises(LineageError, match=r"^silver.g \(LANGUAGE sql body\): syntax error at or near \"WHERE\" at line 1, column 18$"):
-        lineage_of_routine("CREATE FUNCTION silver.g() RETURNS int LANGUAGE sql AS 'SELECT 1 FROM t, WHERE true'")
-    with pytest.raises(LineageError, match="no CREATE FUNCTION or CREATE PROCEDURE"):
-        lineage_of_routine("SELECT 1")
+@pytest.mark.parametrize("definition, message", [
+    ("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'\nfrobnicate",
+     'routine definition: syntax error at or near "frobnicate" at line 2, column 1'),
+    ("CREATE FUNCTION f( RETURNS int",
+     "routine definition: syntax error at end of input"),
+    ("CREATE FUNCTION silver.f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN x := 1; END $$",
+     'silver.f (LANGUAGE plpgsql body): "x" is not a known variable'),
+    # A type libpg_query cannot resolve must not hide the real error.
+    ("CREATE FUNCTION silver.f(p etl.t) RETURNS void LANGUAGE plpgsql AS $$ BEGIN IF p THEN END $$",
+     "silver.f (LANGUAGE plpgsql body): syntax error at end of input"),
+    ("CREATE FUNCTION silver.g() RETURNS int LANGUAGE sql AS 'SELECT 1 FROM t, WHERE true'",
+     'silver.g (LANGUAGE sql body): syntax error at or near "WHERE" at line 1, column 18'),
+    ("SELECT 1",
+     "routine definition: no CREATE FUNCTION or CREATE PROCEDURE statement"),
+])
+def test_routine_parse_errors(definition, message):
+    with pytest.raises(LineageError) as error:
+        lineage_of_routine(definition)
+    assert str(error.value) == message
 
 
 # --- merge -------------------------------------------------------------------------------------
