@@ -15,7 +15,10 @@ The YAML format is documented in python_runner/definitions.py. The command
    nothing is written (updated_at untouched, no audit row).
 
 --strict turns warnings into errors: depends_on/group members naming jobs only in the database,
-sql targets whose routine does not exist, refresh views that are not materialized views.
+sql targets whose routine does not exist, refresh views that are not materialized views, and a
+job that reads a table another job writes without depending on it (lineage, derived with pglast
+from the job's sql_file or the routine's definition; see lineage_check.py). The derived lineage
+is stored in etl.job_lineage.
 
 Exit codes: 0 ok (also for --dry-run), 1 a database error while applying, 2 invalid definitions.
 """
@@ -31,6 +34,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from . import definitions as d
+from . import lineage_check
 from .db import connect
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -305,6 +309,20 @@ def apply_plan(conn: psycopg.Connection, defs: d.Definitions, plan: Plan) -> Non
                          "files": defs.files}),))
 
 
+def _add_lineage_changes(conn: psycopg.Connection, plan: Plan, report: lineage_check.LineageReport) -> None:
+    """A job whose derived lineage differs from the stored one is a change (field lineage)."""
+    before = lineage_check.stored(conn)
+    for slug, lin in sorted(report.by_job.items()):
+        if before.get(slug, (frozenset(), frozenset())) == (lin.reads, lin.writes):
+            continue
+        change = next((c for c in plan.changes if c.kind == "job" and c.name == slug), None)
+        if change is None:
+            plan.changes.append(Change("~", "job", slug, ["lineage"]))
+            plan.unchanged -= 1
+        elif change.op == "~":
+            change.fields.append("lineage")
+
+
 def run_apply(path: str, dry_run: bool, prune: bool, strict: bool, echo=click.echo) -> int:
     defs = d.load(path)
     with connect() as conn:
@@ -314,6 +332,15 @@ def run_apply(path: str, dry_run: bool, prune: bool, strict: bool, echo=click.ec
                 d.validate_against_db(defs, conn, strict=strict)
             except psycopg.Error as exc:
                 defs.errors.append(f"database check failed: {exc.diag.message_primary or exc}")
+            report = None
+            if not defs.errors:
+                report = lineage_check.derive(conn, defs)
+                for file, slug, message in report.problems:
+                    defs.warnings.append(f"{file}: job {slug}: lineage: {message}")
+                for file, reader, table, writer in report.missing_dependencies:
+                    msg = (f"{file}: job {reader}: depends_on: reads {table}, which job {writer} writes, "
+                           f"but does not depend on {writer} (add it to depends_on)")
+                    (defs.errors if strict else defs.warnings).append(msg + (" (--strict)" if strict else ""))
             for w in defs.warnings:
                 echo(f"warning: {w}", err=True)
             if defs.errors:
@@ -322,6 +349,7 @@ def run_apply(path: str, dry_run: bool, prune: bool, strict: bool, echo=click.ec
                 echo(f"{len(defs.errors)} error(s); nothing applied", err=True)
                 return EXIT_INVALID
             plan = compute_plan(conn, defs, prune)
+            _add_lineage_changes(conn, plan, report)
             echo(f"plan for {len(defs.files)} file(s), {len(defs.jobs)} job(s):")
             for line in plan.lines():
                 echo(f"  {line}")
@@ -335,6 +363,7 @@ def run_apply(path: str, dry_run: bool, prune: bool, strict: bool, echo=click.ec
                 echo("nothing to apply")
                 return EXIT_OK
             apply_plan(conn, defs, plan)
+            lineage_check.store(conn, report)
     echo("applied")
     return EXIT_OK
 

@@ -126,6 +126,7 @@ class JobDef:
     depends_on: list[str] = field(default_factory=list)
     schedule: dict[str, Any] | None = None
     refresh: list[dict[str, Any]] = field(default_factory=list)   # {schema, view, policy, sequence}
+    sql_file: str | None = None  # resolved path of the file that defines the routine (lineage reads it)
 
 
 @dataclass
@@ -531,8 +532,10 @@ def _load_job(defs: Definitions, file: str, yaml_path: Path, raw: Any, index: in
         defs.declared.append((file, slug, dep_list))
     if not _ok(slug) or any(v is MISSING for v in cols.values()):
         return None
+    sql_file = raw.get("sql_file")
     return JobDef(file=file, slug=slug, columns=cols, tags=tag_list, parameters=params,
-                  depends_on=dep_list, schedule=schedule, refresh=refresh)
+                  depends_on=dep_list, schedule=schedule, refresh=refresh,
+                  sql_file=str(yaml_path.parent / sql_file) if isinstance(sql_file, str) and sql_file.strip() else None)
 
 
 def _files(path: Path) -> list[Path]:

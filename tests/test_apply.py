@@ -253,3 +253,48 @@ def test_all_errors_collected(cli, conn, tmp_path):
     assert 'lease: "3x" is not a duration' in r.output
     assert 'group g: memebers: unknown key "memebers" (did you mean "members"?)' in r.output
     assert "5 error(s)" in r.output
+
+
+LINEAGE_SQL = """
+create schema if not exists silver;
+create schema if not exists gold;
+create table silver.orders (id int primary key, amount numeric);
+create table gold.daily (total numeric);
+create procedure silver.load_orders() language sql as $$ insert into silver.orders values (1, 2) $$;
+create procedure gold.build_daily() language plpgsql as $$
+begin
+  delete from gold.daily;
+  insert into gold.daily select sum(amount) from silver.orders;
+end $$;
+"""
+
+LINEAGE_YAML = """
+jobs:
+  - {slug: load_orders, kind: sql, target: silver.load_orders}
+  - {slug: build_daily, kind: sql, target: gold.build_daily%s}
+"""
+
+
+def test_lineage_flags_a_missing_dependency_and_is_stored(db, cli, tmp_path):
+    with db.connect() as c:
+        c.execute(LINEAGE_SQL)
+    loose = write(tmp_path, "loose.yml", LINEAGE_YAML % "")
+    warned = cli(loose, "--dry-run")
+    assert warned.exit_code == 0
+    assert ("job build_daily: depends_on: reads silver.orders, which job load_orders writes, "
+            "but does not depend on load_orders") in warned.output
+    strict = cli(loose, "--strict")
+    assert strict.exit_code == 2
+    assert "does not depend on load_orders (add it to depends_on) (--strict)" in strict.output
+    tight = write(tmp_path, "tight.yml", LINEAGE_YAML % ", depends_on: [load_orders]")
+    ok = cli(tight, "--strict")
+    assert ok.exit_code == 0, ok.output
+    assert "does not depend" not in ok.output
+    with db.connect() as c:
+        rows = c.execute("select j.slug, l.relation, l.access from etl.job_lineage l join etl.jobs j using (job_id) "
+                         "order by 1, 2, 3").fetchall()
+    assert [(r["slug"], r["relation"], r["access"]) for r in rows] == [
+        ("build_daily", "gold.daily", "write"), ("build_daily", "silver.orders", "read"),
+        ("load_orders", "silver.orders", "write")]
+    again = cli(tight)
+    assert "nothing to apply" in again.output
