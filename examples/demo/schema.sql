@@ -1,5 +1,6 @@
 -- The demo's warehouse: bronze (raw API records), silver (cleaned, conformed), gold (aggregates
--- and materialized views), and one SQL function per silver and gold job.
+-- and materialized views), and one SQL function per silver and gold job. The views
+-- gold.mv_<entity>_by_region are refreshed by the engine (refresh targets), not by a job.
 create schema if not exists bronze;
 create schema if not exists silver;
 create schema if not exists gold;
@@ -57,18 +58,33 @@ begin
                     with no data', 'mv_' || e || '_by_region', e);
     execute format('create unique index if not exists %I on gold.%I (region)',
                    'mv_' || e || '_by_region_key', 'mv_' || e || '_by_region');
+    execute format('create table if not exists gold.%I (day date not null, region text not null, records integer not null,
+                    records_7d integer not null, primary key (day, region))', e || '_trend');
+    execute format('create table if not exists gold.%I (region text primary key, records integer not null,
+                    share numeric not null, newest timestamptz)', e || '_region_share');
+    -- trend: 7-day rolling sum over the daily table
     execute format($f$create or replace function gold.%I() returns integer language plpgsql as $b$
       declare n integer;
       begin
-        if exists (select 1 from pg_matviews where schemaname = 'gold' and matviewname = %L and ispopulated) then
-          refresh materialized view concurrently gold.%I;
-        else
-          refresh materialized view gold.%I;
-        end if;
-        select count(*) into n from gold.%I;
+        delete from gold.%I;
+        insert into gold.%I (day, region, records, records_7d)
+        select day, region, records,
+               sum(records) over (partition by region order by day range between interval '6 days' preceding and current row)
+          from gold.%I;
+        get diagnostics n = row_count;
         return n;
-      end $b$$f$, 'by_region_' || e, 'mv_' || e || '_by_region', 'mv_' || e || '_by_region',
-                   'mv_' || e || '_by_region', 'mv_' || e || '_by_region');
+      end $b$$f$, 'trend_' || e, e || '_trend', e || '_trend', e || '_daily');
+    -- region share: read from the view the engine refreshed after conform
+    execute format($f$create or replace function gold.%I() returns integer language plpgsql as $b$
+      declare n integer;
+      begin
+        delete from gold.%I;
+        insert into gold.%I (region, records, share, newest)
+        select region, records, round(records::numeric / nullif(sum(records) over (), 0), 4), newest
+          from gold.%I;
+        get diagnostics n = row_count;
+        return n;
+      end $b$$f$, 'region_share_' || e, e || '_region_share', e || '_region_share', 'mv_' || e || '_by_region');
   end loop;
 end
 $demo$;
