@@ -106,12 +106,18 @@ begin
          max_attempts = r.attempt_count + v_attempts, wait_until = null, cancel_requested_at = null,
          error_category = null, is_transient = null, error_type = null, error_message = null, skip_reason = null
    where r.run_id = p_run.run_id;
+  -- Its items that did not succeed run again; the successes are kept.
+  update etl.run_items i
+     set status = 'pending', ended_at = null, duration_ms = null, error_category = null, is_transient = null,
+         error_type = null, error_message = null
+   where i.run_id = p_run.run_id and i.status in ('failed', 'skipped', 'cancelled');
   perform etl._record_transition(p_run.run_id, p_run.pipeline_run_id, p_run.status, v_to, null,
                                  pg_catalog.jsonb_build_object('retry', true, 'reason', p_reason));
 end;
 $$;
 comment on function etl._reopen_run(etl.runs, text, boolean) is
-  'Starts a new attempt path for a run that did not succeed: a fresh budget of max_attempts.';
+  'Starts a new attempt path for a run that did not succeed: a fresh budget of max_attempts; its '
+  'items that did not succeed are pending again.';
 
 create or replace function etl.retry(run_id bigint, reason text)
 returns integer
@@ -145,7 +151,10 @@ begin
   -- Its descendants that were skipped because of it wait again.
   for v_child in
     with recursive down(run_id) as (
-      select d.child_run_id from etl.run_dependencies d where d.parent_run_id = retry.run_id
+      -- (the members of a group it leads have children of their own)
+      select d.child_run_id from etl.run_dependencies d
+       where d.parent_run_id = retry.run_id
+          or d.parent_run_id in (select m.run_id from etl.runs m where m.group_leader_run_id = retry.run_id)
       union
       select d.child_run_id from etl.run_dependencies d join down on d.parent_run_id = down.run_id
     )

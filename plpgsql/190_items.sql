@@ -122,7 +122,11 @@ begin
   return query
     update etl.run_items i
        set status = 'running', attempt_id = start_items.token, attempt_count = i.attempt_count + 1,
-           started_at = v_now, ended_at = null, duration_ms = null
+           started_at = v_now, ended_at = null, duration_ms = null,
+           -- what an earlier attempt reported belongs to that attempt, not to this one
+           records_read = null, records_written = null, page_count = null, metrics = '{}',
+           cursor_value = null, error_category = null, is_transient = null, error_type = null,
+           error_message = null
      where i.run_id = v_run.run_id
        and (i.status in ('pending', 'running') or (i.status = 'failed' and i.is_transient))
     returning i.item_id, i.item_no, i.params, i.param_hash,
@@ -235,7 +239,7 @@ begin
          count(*) filter (where i.status = 'failed' and i.is_transient) as transient,
          count(*) filter (where i.status = 'failed' and not coalesce(i.is_transient, false)) as permanent,
          count(*) filter (where i.status in ('pending', 'running')) as open,
-         count(*) filter (where i.status = 'cancelled') as cancelled,
+         count(*) filter (where i.status in ('cancelled', 'skipped')) as cancelled,
          count(*) as total
     into v_c from etl.run_items i where i.run_id = p_run.run_id;
   select pg_catalog.jsonb_build_object(
