@@ -560,8 +560,21 @@ def runs_show(run_id: int, as_json: bool) -> None:
             select item_no, params, status, attempt_count, duplicate_count, duration_ms, records_read,
                    records_written, error_category, error_message
               from etl.run_items where run_id = %s order by item_no""", (run_id,)).fetchall()
+        refreshes = conn.execute("""
+            select t.schema_name || '.' || t.view_name as view, f.sequence, f.was_concurrent, f.status,
+                   f.duration_ms, f.error_message
+              from etl.run_refreshes f join etl.refresh_targets t using (refresh_target_id)
+             where f.run_id = %s order by f.started_at, f.run_refresh_id""", (run_id,)).fetchall()
+        group = conn.execute("""
+            select g.name, coalesce(r.group_leader_run_id, r.run_id) as leader,
+                   (select count(*) from etl.runs m where m.group_leader_run_id = coalesce(r.group_leader_run_id, r.run_id)) + 1 as members
+              from etl.runs r join etl.job_groups g using (group_id)
+             where r.run_id = %s""", (run_id,)).fetchone()
+        extra = conn.execute("select sql_executed, rows_affected, items_total, items_succeeded, items_failed, "
+                             "items_duplicate from etl.runs where run_id = %s", (run_id,)).fetchone()
     if as_json:
-        echo_json({"run": run, "events": events, "attempts": attempts, "items": items})
+        echo_json({"run": {**run, **extra}, "events": events, "attempts": attempts, "items": items,
+                   "refreshes": refreshes, "group": group})
         return
     click.echo(f"run {run['run_id']}: {run['job']} {run['status']} (pipeline run {run['pipeline_run_id']})")
     echo_fields([("mode", run["mode"] + (" (dry run)" if run["dry_run"] else "")),
@@ -573,7 +586,14 @@ def runs_show(run_id: int, as_json: bool) -> None:
                  ("error", f"{fmt(run['error_category'])} {fmt(run['error_type'])}: {fmt(run['error_message'])}"
                   if run["error_category"] or run["error_message"] else "-"),
                  ("skip reason", fmt(run["skip_reason"])), ("reason", fmt(run["reason"])),
-                 ("requested by", run["requested_by"])], indent="  ")
+                 ("requested by", run["requested_by"])]
+                + ([("rows affected", fmt(extra["rows_affected"]))] if extra["rows_affected"] is not None else [])
+                + ([("items", f"{extra['items_succeeded'] or 0} of {extra['items_total']} succeeded, "
+                              f"{extra['items_failed'] or 0} failed, {extra['items_duplicate'] or 0} duplicates")]
+                   if extra["items_total"] is not None else [])
+                + ([("group", f"{group['name']}: {group['members']} members in one transaction, "
+                              f"led by run {group['leader']}")] if group and group["members"] > 1 else [])
+                + ([("sql executed", extra["sql_executed"])] if extra["sql_executed"] else []), indent="  ")
     click.echo("timeline:")
     echo_table([dict(e, transition=f"{e['from_status'] or '-'} -> {e['to_status'] or '-'}") for e in events],
                [("ts", "TS (UTC)"), ("event_type", "EVENT"), ("transition", "FROM -> TO"), ("actor", "ACTOR"),
@@ -590,6 +610,11 @@ def runs_show(run_id: int, as_json: bool) -> None:
         echo_table(items, [("item_no", "NO"), ("params", "PARAMS"), ("status", "STATUS"),
                            ("attempt_count", "ATTEMPTS"), ("duration_ms", "DURATION"),
                            ("records_written", "WRITTEN"), ("error_message", "ERROR")],
+                   {"duration_ms": fmt_ms, "error_message": excerpt}, indent="  ")
+    if refreshes:
+        click.echo("view refreshes:")
+        echo_table(refreshes, [("sequence", "SEQ"), ("view", "VIEW"), ("was_concurrent", "CONCURRENTLY"),
+                               ("status", "STATUS"), ("duration_ms", "DURATION"), ("error_message", "ERROR")],
                    {"duration_ms": fmt_ms, "error_message": excerpt}, indent="  ")
     click.echo("lineage: " + (json.dumps(run["lineage"], default=_jsonable) if run["lineage"] else "-"))
     click.echo("metrics: " + (json.dumps(run["metrics"], default=_jsonable) if run["metrics"] else "-"))
