@@ -176,6 +176,8 @@ from .apply_cli import register as register_apply  # noqa: E402
 register_apply(main)
 from .schedules_cli import register as register_schedules  # noqa: E402
 register_schedules(main)
+from .import_cli import register as register_import  # noqa: E402
+register_import(main)
 
 
 if __name__ == "__main__":
