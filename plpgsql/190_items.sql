@@ -26,7 +26,7 @@ comment on function etl._cursor_for(bigint, interval, text, text) is
   '(value minus the job''s cursor_lookback, for late records), "lookback_seconds", "metadata"}; '
   'NULL when there is no cursor yet or the run is a full refresh (which reloads everything).';
 
-create or replace function etl._materialize_items(p_run etl.runs, p_job etl.jobs, p_items jsonb)
+create or replace function etl._materialize_items(p_run etl.runs, p_job etl.jobs, p_items jsonb, p_token bigint)
 returns integer
 language plpgsql
 set search_path = ''
@@ -82,8 +82,12 @@ begin
            (pg_catalog.array_agg(h.params order by h.ord))[1] as params
       from hashed h group by h.param_hash
   )
-  insert into etl.run_items (run_id, item_no, params, param_hash, duplicate_count)
-  select p_run.run_id, row_number() over (order by d.first_ord), d.params, d.param_hash, d.repeats
+  -- Written once, already held by the attempt that creates them (a second write of every row
+  -- would move it through the status index again).
+  insert into etl.run_items (run_id, item_no, params, param_hash, duplicate_count, status, attempt_id,
+                             attempt_count, started_at)
+  select p_run.run_id, row_number() over (order by d.first_ord), d.params, d.param_hash, d.repeats,
+         'running', p_token, 1, pg_catalog.clock_timestamp()
     from distinct_items d;
   get diagnostics v_count = row_count;
   update etl.runs r
@@ -93,9 +97,10 @@ begin
   return v_count;
 end;
 $$;
-comment on function etl._materialize_items(etl.runs, etl.jobs, jsonb) is
+comment on function etl._materialize_items(etl.runs, etl.jobs, jsonb, bigint) is
   'Creates the items of a run from its job''s items source (static list, SQL query, or the list the '
-  'runner got from the callable), deduplicated by param_hash with the repeats counted. Internal.';
+  'runner got from the callable), deduplicated by param_hash with the repeats counted, running '
+  'under the attempt p_token. Internal.';
 
 create or replace function etl.start_items(run_id bigint, token bigint, items jsonb default null)
 returns table (item_id bigint, item_no integer, params jsonb, param_hash text, cursor jsonb, attempt_count integer)
@@ -116,7 +121,14 @@ begin
   end if;
   -- Items are fixed by the first attempt; later attempts resume them.
   if not exists (select 1 from etl.run_items i where i.run_id = v_run.run_id) then
-    perform etl._materialize_items(v_run, v_job, start_items.items);
+    perform etl._materialize_items(v_run, v_job, start_items.items, start_items.token);
+    return query
+      select i.item_id, i.item_no, i.params, i.param_hash,
+             case when v_job.supports_incremental
+                  then etl._cursor_for(v_job.job_id, v_job.cursor_lookback, i.param_hash, v_run.mode) end,
+             i.attempt_count
+        from etl.run_items i where i.run_id = v_run.run_id order by i.item_no;
+    return;
   end if;
   -- What is left: never started, started by a lost attempt, or failed transiently.
   return query

@@ -17,8 +17,9 @@ declare
 begin
   -- A group with a single selected member is just a run.
   update etl.runs r set group_id = null
-   where r.pipeline_run_id = p_pipeline_run_id and r.group_id is not null
-     and (select count(*) from etl.runs o where o.pipeline_run_id = p_pipeline_run_id and o.group_id = r.group_id) = 1;
+   where r.run_id in (select min(o.run_id) from etl.runs o
+                       where o.pipeline_run_id = p_pipeline_run_id and o.group_id is not null
+                       group by o.group_id having count(*) = 1);
 
   for v_group in
     select r.group_id, g.name,
