@@ -151,6 +151,62 @@ def exec_retry(conn, sql, params):
             DEADLOCKS[0] += 1
 
 
+def push_chained(clients: int, target: int) -> tuple[int, float]:
+    """(a2) the runner's own pattern: each transaction finishes the previous run and claims the next
+    (one commit per run), sent in one round trip with psycopg's pipeline mode."""
+    done = [0] * clients
+    total = [0]
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+    errors: list[BaseException] = []
+
+    def work(i: int):
+        try:
+            with connect() as conn:
+                conn.prepare_threshold = 0
+                barrier.wait()
+                prev = None
+                empty = 0
+                while True:
+                    with lock:
+                        if total[0] >= target and prev is None:
+                            return
+                    try:
+                        with conn.pipeline(), conn.transaction():
+                            if prev is not None:
+                                conn.execute("select etl.finish(%s, %s, %s)", (prev[0], prev[1], SUCCESS))
+                            cur = conn.execute("select run_id, token from etl.claim(%s, 1)", (f"chain{i}",))
+                        row = cur.fetchone()
+                    except psycopg.errors.DeadlockDetected:
+                        with lock:
+                            DEADLOCKS[0] += 1
+                        continue
+                    if prev is not None:
+                        done[i] += 1
+                        with lock:
+                            total[0] += 1
+                    prev = (row["run_id"], row["token"]) if row else None
+                    if prev is None:
+                        empty += 1
+                        if empty > 50:
+                            return
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    for t in ts:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in ts:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return sum(done), elapsed
+
+
 def push(clients: int, batch: int, target: int, claim_lat: list[float] | None = None,
          stop_at: float | None = None) -> tuple[int, float]:
     """clients connections claim(worker, batch) and finish (finish_many when batch > 1) until target
@@ -618,6 +674,11 @@ def main() -> int:
             done, el = push(args.clients, 1, args.runs)
             results["a"] = done / el
             log(f"(a) {done} runs in {el:.1f}s: {done / el:.0f} runs/s")
+            secs = enqueue(args.runs)
+            vacuum()
+            done, el = push_chained(args.clients, args.runs)
+            results["a2"] = done / el
+            log(f"(a2) {done} runs in {el:.1f}s: {done / el:.0f} runs/s")
         if "b" not in skip:
             secs = enqueue(args.runs)
             vacuum()
@@ -678,6 +739,11 @@ def report(r: dict, args) -> None:
         rows.append((f"(a) claim(w,1)+finish, {args.clients} clients, runs/s", f"{r['a']:10.0f}", ">= 2,500"))
         if half:
             rows.append(("    (a) / (pgbench tps / 2)", f"{r['a'] / half:10.2f}", ""))
+    if "a2" in r:
+        rows.append((f"(a2) finish(prev)+claim(w,1) in one transaction, {args.clients} clients, runs/s",
+                     f"{r['a2']:10.0f}", "(info)"))
+        if "c" in r:
+            rows.append(("    (a2) / pgbench tps (one commit per run)", f"{r['a2'] / r['c']:10.2f}", ""))
     if "b" in r:
         rows.append((f"(b) claim(w,50)+finish_many, {args.clients} clients, runs/s", f"{r['b']:10.0f}", ">= 6,000"))
         if half:
