@@ -462,6 +462,10 @@ def run_cmd(job, params, params_file, dry_run, reason, downstream, wait, timeout
         raise OpsError("--approve, --approver and --request-approval go with --full", EXIT_BAD_INPUT)
     if approve and request_approval:
         raise OpsError("choose --approve (now) or --request-approval (later), not both", EXIT_BAD_INPUT)
+    if full and not (approve or request_approval):
+        raise OpsError("a full refresh needs an approval: --approve (you approve it now, with --reason) or "
+                       "--request-approval (an approver releases it with `etl approve`); nothing enqueued",
+                       EXIT_BAD_INPUT)
     approval = None
     if full and approve:
         if not reason:

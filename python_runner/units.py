@@ -72,6 +72,9 @@ def run_items(runner: "Runner", f: "InFlight") -> dict[str, Any]:
         if out.get("status") == "partial_success":
             out["status"] = "success"
         out["started_at"] = started.isoformat()
+        if out["status"] == "failed":
+            ictx.log.warning(f"item {item['item_no']} failed: {out.get('message', '')}", fields={
+                "action": "item", "error_category": out.get("error_category"), "error_type": out.get("error_type")})
         try:
             with runner.pool.connection() as conn:
                 conn.execute(queries.FINISH_ITEM, {"run_id": c.run_id, "token": c.token, "item_id": item["item_id"],

@@ -2,7 +2,7 @@
 
 BEGIN;
 
-DROP TABLE etl.job_lineage;
+DROP TABLE IF EXISTS etl.job_lineage;
 DROP TABLE etl.error_classes;
 DROP TABLE etl.job_refresh_targets;
 DROP TABLE etl.refresh_targets;

@@ -11,9 +11,9 @@ BEGIN
 END
 $cron$;
 
-DROP TRIGGER no_dependency_cycle ON etl.job_dependencies;
-DROP TRIGGER run_status_transition_is_legal ON etl.runs;
-DROP TRIGGER group_members_follow_leader ON etl.runs;
+DROP TRIGGER IF EXISTS no_dependency_cycle ON etl.job_dependencies;
+DROP TRIGGER IF EXISTS run_status_transition_is_legal ON etl.runs;
+DROP TRIGGER IF EXISTS group_members_follow_leader ON etl.runs;
 DELETE FROM etl.error_classes WHERE job_id IS NULL;
 
 DO $drop$
@@ -41,10 +41,10 @@ BEGIN
 END
 $drop$;
 
-DROP INDEX etl.job_locks_attempt_idx;
-DROP INDEX etl.runs_waiting_upstream_idx;
-DROP INDEX etl.runs_queued_next_attempt_idx;
-DROP INDEX etl.runs_claimable_idx;
+DROP INDEX IF EXISTS etl.job_locks_attempt_idx;
+DROP INDEX IF EXISTS etl.runs_waiting_upstream_idx;
+DROP INDEX IF EXISTS etl.runs_queued_next_attempt_idx;
+DROP INDEX IF EXISTS etl.runs_claimable_idx;
 ALTER TABLE etl.runs RESET (fillfactor);
 ALTER TABLE etl.run_attempts DROP COLUMN run_slot;
 DROP TABLE etl.run_slots;
