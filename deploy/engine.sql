@@ -62,6 +62,12 @@ CREATE TRIGGER run_status_transition_is_legal
   BEFORE UPDATE OF status ON etl.runs
   FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status)
   EXECUTE FUNCTION etl._check_run_transition();
+-- Wakes runners at commit, for a run that became queued and is still queued then.
+CREATE CONSTRAINT TRIGGER runs_notify_runnable
+  AFTER UPDATE OF status ON etl.runs
+  DEFERRABLE INITIALLY DEFERRED
+  FOR EACH ROW WHEN (new.status = 'queued')
+  EXECUTE FUNCTION etl._notify_if_still_queued();
 -- Only group leaders fire it: a run with a group and no leader of its own.
 CREATE TRIGGER group_members_follow_leader
   AFTER UPDATE OF status ON etl.runs

@@ -18,8 +18,8 @@ $$;
 comment on function etl._assert_primary() is
   'Raises 25006 on a standby so that an engine function refuses politely instead of failing half-way.';
 
--- Every status change goes through here: one run_events row, and at most one NOTIFY per
--- transaction on channel etl_runnable when a run became runnable (payload: that run's id).
+-- Every status change goes through here: one run_events row. The NOTIFY that wakes runners is
+-- sent at commit by the deferred trigger runs_notify_runnable (see etl._notify_if_still_queued).
 create or replace function etl._record_transition(
   p_run_id bigint, p_pipeline_run_id bigint, p_from text, p_to text,
   p_actor text default null, p_detail jsonb default '{}', p_event_type text default 'status')
@@ -31,13 +31,10 @@ begin
   insert into etl.run_events (run_id, pipeline_run_id, event_type, from_status, to_status, actor, detail)
   values (p_run_id, p_pipeline_run_id, p_event_type, p_from, p_to,
           coalesce(p_actor, session_user::text), coalesce(p_detail, '{}'));
-  if p_to = 'queued' then
-    perform etl._notify_runnable(p_run_id);
-  end if;
 end;
 $$;
 comment on function etl._record_transition(bigint, bigint, text, text, text, jsonb, text) is
-  'Writes the run_events row of a status change and wakes runners when the run became queued.';
+  'Writes the run_events row of a status change.';
 
 create or replace function etl._notify_runnable(p_run_id bigint)
 returns void
@@ -52,6 +49,26 @@ begin
   end if;
 end;
 $$;
+-- Deferred to commit: a run that became queued and was claimed in the same transaction (a
+-- runner's report that releases a child and claims it at once) wakes nobody, so other runners do
+-- not claim in vain on every step of a chain.
+create or replace function etl._notify_if_still_queued()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if pg_catalog.current_setting('etl.notified', true) is distinct from 'on'
+     and exists (select 1 from etl.runs r where r.run_id = new.run_id and r.status = 'queued') then
+    perform etl._notify_runnable(new.run_id);
+  end if;
+  return null;
+end;
+$$;
+comment on function etl._notify_if_still_queued() is
+  'Deferred constraint trigger: at commit, NOTIFY etl_runnable for a run that became queued in the '
+  'transaction and is still queued (once per transaction).';
+
 comment on function etl._notify_runnable(bigint) is
   'NOTIFY etl_runnable, payload the id of a run that became runnable; at most once per transaction. '
   'A hint only: etl.claim() decides, and is correct without any NOTIFY.';

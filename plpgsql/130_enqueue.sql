@@ -11,8 +11,6 @@ set search_path = ''
 as $$
 declare
   v_pid bigint;
-  v_job record;
-  v_params jsonb;
   v_cycle text;
   v_run bigint;
   v_single boolean := pg_catalog.cardinality(p_job_ids) = 1;
@@ -92,28 +90,29 @@ begin
     return v_pid;
   end if;
 
-  for v_job in
-    select j.* from etl.jobs j where j.job_id = any (p_job_ids) order by j.job_id
-  loop
-    -- Each job takes the pipeline parameters it declares (all of them when it runs alone).
-    if v_single then
-      v_params := coalesce(p_params, '{}');
-    else
-      select coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}') into v_params
-        from pg_catalog.jsonb_each(coalesce(p_params, '{}')) e
-       where exists (select 1 from etl.job_parameters jp where jp.job_id = v_job.job_id and jp.name = e.key);
-    end if;
-    v_params := etl._validate_params(v_job.job_id, v_params, p_mode);
-    insert into etl.runs (pipeline_run_id, job_id, correlation_id, status, mode, dry_run, params,
-                          parameter_fingerprint, priority, logical_date, scheduled_at, max_attempts,
-                          param_snapshot, group_id, reason)
-    values (v_pid, v_job.job_id, coalesce(case when v_single then p_correlation_id end, pg_catalog.gen_random_uuid()),
-            'pending', p_mode, p_dry_run, v_params, etl.param_fingerprint(v_params), v_job.priority,
-            v_logical, v_logical, v_job.max_attempts, v_params,
-            case when p_transaction_scope = 'per_group'
-                 then (select m.group_id from etl.job_group_members m where m.job_id = v_job.job_id) end,
-            p_reason);
-  end loop;
+  -- One statement for all runs (a statement per run costs its own executor start and CHECK
+  -- set-up on a table with many of both). Each job takes the pipeline parameters it declares (all
+  -- of them when it runs alone), validated and completed with its defaults.
+  insert into etl.runs (pipeline_run_id, job_id, correlation_id, status, mode, dry_run, params,
+                        parameter_fingerprint, priority, logical_date, scheduled_at, max_attempts,
+                        param_snapshot, group_id, reason)
+  select v_pid, j.job_id, coalesce(case when v_single then p_correlation_id end, pg_catalog.gen_random_uuid()),
+         'pending', p_mode, p_dry_run, v.params, etl.param_fingerprint(v.params), j.priority,
+         v_logical, v_logical, j.max_attempts, v.params,
+         case when p_transaction_scope = 'per_group'
+              then (select m.group_id from etl.job_group_members m where m.job_id = j.job_id) end,
+         p_reason
+    from etl.jobs j
+    cross join lateral (
+      select etl._validate_params(j.job_id,
+               case when v_single then coalesce(p_params, '{}')
+                    else (select coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}')
+                            from pg_catalog.jsonb_each(coalesce(p_params, '{}')) e
+                           where exists (select 1 from etl.job_parameters jp
+                                          where jp.job_id = j.job_id and jp.name = e.key)) end,
+               p_mode) as params) v
+   where j.job_id = any (p_job_ids)
+   order by j.job_id;
 
   -- Edges among the selected jobs: declared ones, plus dimensions before facts (seed 004).
   insert into etl.run_dependencies (pipeline_run_id, parent_run_id, child_run_id, dependency_type)
@@ -146,18 +145,30 @@ begin
 
   -- GUARD: implied edges (dimensions before facts, groups as one unit) must not close a cycle with
   -- declared ones: a fact that feeds a dimension, a job between two members of one group.
-  with recursive walk(start_id, run_id, path) as (
-    select d.parent_run_id, d.child_run_id, array[d.parent_run_id, d.child_run_id]
-      from etl.run_dependencies d where d.pipeline_run_id = v_pid
-    union all
-    select w.start_id, d.child_run_id, w.path || d.child_run_id
-      from walk w join etl.run_dependencies d on d.parent_run_id = w.run_id
-     where not d.child_run_id = any (w.path[2:])
-  )
-  select pg_catalog.string_agg(j.slug, ' -> ' order by p.ord) into v_cycle
-    from (select path from walk where run_id = start_id limit 1) c,
-         pg_catalog.unnest(c.path) with ordinality p(run_id, ord)
-    join etl.runs r on r.run_id = p.run_id join etl.jobs j on j.job_id = r.job_id;
+  -- Reachability with UNION is bounded by (runs x runs) pairs; the path is spelled out only
+  -- when some run reaches itself.
+  if exists (
+    with recursive reach(start_id, run_id) as (
+      select d.parent_run_id, d.child_run_id from etl.run_dependencies d where d.pipeline_run_id = v_pid
+      union
+      select r.start_id, d.child_run_id
+        from reach r join etl.run_dependencies d on d.parent_run_id = r.run_id
+       where r.start_id <> r.run_id
+    )
+    select 1 from reach where start_id = run_id) then
+    with recursive walk(start_id, run_id, path) as (
+      select d.parent_run_id, d.child_run_id, array[d.parent_run_id, d.child_run_id]
+        from etl.run_dependencies d where d.pipeline_run_id = v_pid
+      union all
+      select w.start_id, d.child_run_id, w.path || d.child_run_id
+        from walk w join etl.run_dependencies d on d.parent_run_id = w.run_id
+       where not d.child_run_id = any (w.path[2:])
+    )
+    select pg_catalog.string_agg(j.slug, ' -> ' order by p.ord) into v_cycle
+      from (select path from walk where run_id = start_id limit 1) c,
+           pg_catalog.unnest(c.path) with ordinality p(run_id, ord)
+      join etl.runs r on r.run_id = p.run_id join etl.jobs j on j.job_id = r.job_id;
+  end if;
   if v_cycle is not null then
     raise exception 'dependency_cycle: the implied ordering (dimensions before facts, or a group run as one unit) closes the cycle %', v_cycle
       using errcode = 'check_violation';

@@ -14,6 +14,7 @@ $cron$;
 DROP TRIGGER IF EXISTS no_dependency_cycle ON etl.job_dependencies;
 DROP TRIGGER IF EXISTS run_status_transition_is_legal ON etl.runs;
 DROP TRIGGER IF EXISTS group_members_follow_leader ON etl.runs;
+DROP TRIGGER IF EXISTS runs_notify_runnable ON etl.runs;
 DELETE FROM etl.error_classes WHERE job_id IS NULL;
 
 DO $drop$
@@ -34,7 +35,7 @@ BEGIN
        '_fire_schedule', '_reap_expired_leases', 'tick', 'backfill', '_release_roots', 'approve',
        '_cursor_for', '_materialize_items', 'start_items', 'finish_item', '_item_outcome',
        '_form_groups', '_group_claim_members', '_group_follow', '_group_leader_moved',
-       '_can_refresh_concurrently', '_attempt_is_current', 'refresh_plan', 'refresh_view')
+       '_can_refresh_concurrently', '_notify_if_still_queued', '_attempt_is_current', 'refresh_plan', 'refresh_view')
   LOOP
     EXECUTE pg_catalog.format('DROP FUNCTION %s', v_fn);
   END LOOP;
