@@ -106,6 +106,31 @@ def list_schedule(slugs, edges, slots: int) -> float:
     return now
 
 
+def fifo_schedule(slugs, edges, slots: int) -> float:
+    """The engine's own order (equal priorities: oldest runnable first, then run id) simulated with
+    zero overhead: the makespan the claim policy itself gives, without any orchestration cost."""
+    order = {s: i for i, s in enumerate(slugs)}
+    parents = {s: set() for s in slugs}
+    children = {s: [] for s in slugs}
+    for p, c in edges:
+        parents[c].add(p)
+        children[p].append(c)
+    ready = [(0.0, order[s], s) for s in slugs if not parents[s]]
+    heapq.heapify(ready)
+    running: list[tuple[float, str]] = []
+    now, remaining = 0.0, {s: set(parents[s]) for s in slugs}
+    while ready or running:
+        while ready and len(running) < slots:
+            _, _, s = heapq.heappop(ready)
+            heapq.heappush(running, (now + duration_ms(s), s))
+        now, s = heapq.heappop(running)
+        for c in sorted(children[s], key=order.get):
+            remaining[c].discard(s)
+            if not remaining[c]:
+                heapq.heappush(ready, (now, order[c], c))
+    return now
+
+
 def connect(db=DB):
     return psycopg.connect(settings.dsn(db), autocommit=True, row_factory=dict_row)
 
@@ -194,6 +219,7 @@ def main() -> int:
     work = sum(duration_ms(s) for s in slugs)
     lower = max(cp, work / args.parallel)
     best = list_schedule(slugs, edges, args.parallel)
+    fifo = fifo_schedule(slugs, edges, args.parallel)
     mk = statistics.median(d["makespan_ms"] for d in dag)
     overhead = mk - best
     step = statistics.median(c["makespan_ms"] for c in chain) / 72
@@ -209,6 +235,8 @@ def main() -> int:
         ("  makespan (ms), each: " + ", ".join(f"{d['makespan_ms']:.0f}" for d in dag), f"{mk:.0f}", ""),
         ("  orchestration overhead = makespan - best schedule (ms)", f"{overhead:.0f}", ""),
         ("  overhead / makespan", f"{overhead / mk:.2%}", "< 2%"),
+        ("  of which the claim order: oldest-first schedule with zero cost (ms)", f"{fifo:.0f}", "(info)"),
+        ("  mechanics = makespan - that schedule (ms)", f"{mk - fifo:.0f}", "(info)"),
         ("72-step sequential chain of no-op jobs: makespan (ms)",
          f"{statistics.median(c['makespan_ms'] for c in chain):.0f}", ""),
         ("  per-step overhead (ms)", f"{step:.2f}", "< 5"),

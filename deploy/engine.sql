@@ -40,8 +40,11 @@ COMMENT ON COLUMN etl.run_attempts.run_slot IS 'The etl.run_slots slot this atte
 ALTER TABLE etl.runs SET (fillfactor = 90);
 
 -- The runnable set stays tiny and apart from history: partial indexes on queued and waiting runs.
--- (-priority) so that a row comparison can start a claim scan where the last one stopped.
-CREATE INDEX runs_claimable_idx ON etl.runs ((-priority), next_attempt_at, run_id) WHERE status = 'queued';
+-- In claim order: priority, then the oldest pipeline run, then its longest remaining chain, then
+-- the oldest runnable; negated columns so that a row comparison can start a claim scan where the
+-- last one stopped.
+CREATE INDEX runs_claimable_idx ON etl.runs ((-priority), pipeline_run_id, (-critical_path_ms), next_attempt_at, run_id)
+  WHERE status = 'queued';
 CREATE INDEX runs_queued_next_attempt_idx ON etl.runs (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX runs_waiting_upstream_idx ON etl.runs (job_id) WHERE status = 'pending' AND wait_until IS NOT NULL;
 CREATE INDEX job_locks_attempt_idx ON etl.job_locks (attempt_id) WHERE status = 'active';

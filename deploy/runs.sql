@@ -80,6 +80,7 @@ CREATE TABLE etl.runs (
   parameter_fingerprint text NOT NULL
                         CONSTRAINT run_fingerprint_is_sha256 CHECK (parameter_fingerprint ~ '^[0-9a-f]{64}$'),
   priority              integer NOT NULL DEFAULT 0,
+  critical_path_ms      bigint NOT NULL DEFAULT 0,
   logical_date          timestamptz NOT NULL,
   scheduled_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
   queued_at             timestamptz,
@@ -127,6 +128,7 @@ COMMENT ON TABLE etl.runs IS
   'cancelled; a retry returns running -> queued.';
 COMMENT ON COLUMN etl.runs.correlation_id IS 'Identity that travels outside (logs, alerts, idempotent run_job calls).';
 COMMENT ON COLUMN etl.runs.parameter_fingerprint IS 'etl.param_fingerprint(params): SHA-256 of the canonical JSON; equality on params without JSON comparison.';
+COMMENT ON COLUMN etl.runs.critical_path_ms IS 'Expected milliseconds from this run''s start to the end of the longest chain of runs after it in its pipeline run (recent durations of the jobs): among runs of equal priority in one pipeline run, the longest chain is claimed first.';
 COMMENT ON COLUMN etl.runs.logical_date IS 'The data interval this run stands for: the schedule''s fire time, or the trigger time on demand.';
 COMMENT ON COLUMN etl.runs.scheduled_at IS 'When the run was created to run (the fire time for scheduled runs).';
 COMMENT ON COLUMN etl.runs.queued_at IS 'When the run last became runnable (left pending or was put back for a retry).';

@@ -3,7 +3,7 @@
 -- backoff, error classification, skips, alerts, cursors, finish_many, pipeline closure).
 
 BEGIN;
-SELECT plan(90);
+SELECT plan(93);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -83,7 +83,26 @@ SELECT etl_test.finish_running();
 SELECT etl_test.make_job('cf_old');
 CREATE TEMP TABLE cf_o AS SELECT etl.run_job('cf_old') AS r;
 UPDATE etl.runs SET next_attempt_at = now() - interval '1 minute' WHERE run_id = (SELECT r FROM cf_o);
-SELECT is((SELECT run_id FROM etl.claim('w', 1)), (SELECT r FROM cf_o), 'at equal priority the oldest next_attempt_at wins over a lower run id');
+SELECT is((SELECT run_id FROM etl.claim('w', 1)), (SELECT lo FROM cf_p),
+          'at equal priority the older pipeline run wins, even over a run runnable for longer in a newer one');
+SELECT etl_test.finish_running();
+SELECT etl_test.claim_run((SELECT r FROM cf_o));
+SELECT etl_test.finish_running();
+-- In one pipeline run: the run that heads the longest remaining chain first, then the oldest runnable.
+SELECT etl_test.make_job('cf_solo'); SELECT etl_test.make_job('cf_head'); SELECT etl_test.make_job('cf_tail');
+SELECT etl_test.dep('cf_head', 'cf_tail');
+CREATE TEMP TABLE cf_cp AS SELECT etl.trigger_pipeline(jobs => array['cf_solo', 'cf_head', 'cf_tail']) AS p;
+SELECT is((SELECT array_agg(critical_path_ms ORDER BY j.slug) FROM etl.runs r JOIN etl.jobs j USING (job_id)
+            WHERE r.pipeline_run_id = (SELECT p FROM cf_cp)),
+          ARRAY[2000, 1000, 1000]::bigint[],
+          'critical_path_ms: without history each job counts 1 s, a chain of two 2 s (cf_head, cf_solo, cf_tail)');
+SELECT is((SELECT j.slug FROM etl.claim('w', 1) c JOIN etl.jobs j ON j.job_id = c.job_id), 'cf_head',
+          'in one pipeline run the head of the longest chain is claimed before an older, lower run id');
+UPDATE etl.runs SET next_attempt_at = now() - interval '1 minute'
+ WHERE pipeline_run_id = (SELECT p FROM cf_cp) AND status = 'queued';
+SELECT is((SELECT j.slug FROM etl.claim('w', 1) c JOIN etl.jobs j ON j.job_id = c.job_id), 'cf_solo',
+          'then the rest in order');
+SELECT etl_test.finish_running();
 SELECT etl_test.finish_running();
 SELECT etl_test.finish_running();
 

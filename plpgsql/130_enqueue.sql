@@ -1,5 +1,71 @@
 -- Enqueue: a pipeline run and its runs in one transaction, idempotent on a key.
 
+-- Expected remaining chain per job of a selection, so that claims take the critical path first.
+create or replace function etl._critical_paths(p_job_ids bigint[])
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_dur jsonb;
+  v_children jsonb;
+  v_parents jsonb;
+  v_left jsonb;
+  v_rank jsonb := '{}';
+  v_queue bigint[];
+  v_node bigint;
+  v_parent bigint;
+  v_best bigint;
+  v_n integer;
+begin
+  -- A job's expected duration: the mean of its last five successes, 1 s when it has none.
+  select pg_catalog.jsonb_object_agg(j.id::text, coalesce(h.ms, 1000)) into v_dur
+    from pg_catalog.unnest(p_job_ids) j(id)
+    left join lateral (select avg(x.duration_ms)::bigint as ms
+                         from (select r.duration_ms from etl.runs r
+                                where r.job_id = j.id and r.status = 'success'
+                                order by r.ended_at desc limit 5) x) h on true;
+  -- The edges the pipeline run will have: declared ones and dimensions before facts.
+  with e as (
+    select d.parent_job_id as p, d.child_job_id as c from etl.job_dependencies d
+     where d.parent_job_id = any (p_job_ids) and d.child_job_id = any (p_job_ids)
+    union
+    select pj.job_id, cj.job_id from etl.jobs pj, etl.jobs cj
+     where pj.job_id = any (p_job_ids) and cj.job_id = any (p_job_ids)
+       and pj.role = 'dimension' and cj.role = 'fact'
+  )
+  select coalesce((select pg_catalog.jsonb_object_agg(p::text, cs) from
+                     (select p, pg_catalog.jsonb_agg(c) as cs from e group by p) x), '{}'),
+         coalesce((select pg_catalog.jsonb_object_agg(c::text, ps) from
+                     (select c, pg_catalog.jsonb_agg(p) as ps from e group by c) y), '{}'),
+         coalesce((select pg_catalog.jsonb_object_agg(p::text, n) from
+                     (select p, count(*) as n from e group by p) z), '{}')
+    into v_children, v_parents, v_left;
+  -- From the sinks up (Kahn's order on the reversed graph): rank = duration + the longest child.
+  select pg_catalog.array_agg(id) into v_queue from pg_catalog.unnest(p_job_ids) id where not v_left ? id::text;
+  v_n := 1;
+  while v_queue is not null and v_n <= pg_catalog.cardinality(v_queue) loop
+    v_node := v_queue[v_n];
+    v_n := v_n + 1;
+    select coalesce(max((v_rank ->> c::text)::bigint), 0) into v_best
+      from pg_catalog.jsonb_array_elements_text(coalesce(v_children -> v_node::text, '[]')) c;
+    v_rank := v_rank || pg_catalog.jsonb_build_object(v_node::text, (v_dur ->> v_node::text)::bigint + v_best);
+    for v_parent in select x::bigint from pg_catalog.jsonb_array_elements_text(coalesce(v_parents -> v_node::text, '[]')) x loop
+      v_left := pg_catalog.jsonb_set(v_left, array[v_parent::text], pg_catalog.to_jsonb((v_left ->> v_parent::text)::int - 1));
+      if (v_left ->> v_parent::text)::int = 0 then
+        v_queue := v_queue || v_parent;
+      end if;
+    end loop;
+  end loop;
+  return v_rank;  -- jobs on a cycle (refused later) get no rank
+end;
+$$;
+comment on function etl._critical_paths(bigint[]) is
+  'For the jobs of a selection: {job_id: expected ms of the longest chain from the job to the end}, '
+  'from the mean of each job''s last five successful durations (1 s without history) over the '
+  'declared and dimension-before-fact edges among them. Internal to enqueue.';
+
 create or replace function etl._create_pipeline_run(
   p_job_ids bigint[], p_selection jsonb, p_params jsonb, p_dry_run boolean, p_reason text,
   p_idempotency_key text, p_mode text, p_transaction_scope text, p_approval jsonb,
@@ -17,6 +83,7 @@ declare
   v_known text[];
   v_key text;
   v_logical timestamptz := coalesce(p_logical_date, pg_catalog.now());
+  v_ranks jsonb;
 begin
   if p_idempotency_key is not null then
     select pipeline_run_id into v_pid from etl.pipeline_runs where idempotency_key = p_idempotency_key;
@@ -93,11 +160,13 @@ begin
   -- One statement for all runs (a statement per run costs its own executor start and CHECK
   -- set-up on a table with many of both). Each job takes the pipeline parameters it declares (all
   -- of them when it runs alone), validated and completed with its defaults.
+  v_ranks := case when v_single then '{}' else etl._critical_paths(p_job_ids) end;
   insert into etl.runs (pipeline_run_id, job_id, correlation_id, status, mode, dry_run, params,
-                        parameter_fingerprint, priority, logical_date, scheduled_at, max_attempts,
-                        param_snapshot, group_id, reason)
+                        parameter_fingerprint, priority, critical_path_ms, logical_date, scheduled_at,
+                        max_attempts, param_snapshot, group_id, reason)
   select v_pid, j.job_id, coalesce(case when v_single then p_correlation_id end, pg_catalog.gen_random_uuid()),
          'pending', p_mode, p_dry_run, v.params, etl.param_fingerprint(v.params), j.priority,
+         coalesce((v_ranks ->> j.job_id::text)::bigint, 0),
          v_logical, v_logical, j.max_attempts, v.params,
          case when p_transaction_scope = 'per_group'
               then (select m.group_id from etl.job_group_members m where m.job_id = j.job_id) end,

@@ -28,6 +28,8 @@ declare
   v_floored_until timestamptz;
   v_started timestamptz;
   v_fp integer;
+  v_fpr bigint;
+  v_fcp bigint;
   v_ft timestamptz;
   v_fid bigint;
   v_last text[];
@@ -45,7 +47,8 @@ begin
   end if;
   select (s.value #>> '{}')::float8 into v_default_lease from etl.settings s where s.name = 'default_lease_seconds';
 
-  -- Where this session's last scan stopped: (-priority, next_attempt_at, run_id). Runs claimed
+  -- Where this session's last scan stopped: (-priority, pipeline_run_id, -critical_path_ms,
+  -- next_attempt_at, run_id). Runs claimed
   -- since then leave dead index entries at the head of runs_claimable_idx; an open snapshot
   -- elsewhere (a long SQL procedure) keeps them from being pruned, and every full scan walks them.
   -- When a full scan is seen to be slow (over 2 ms to its first row), the next claims of this
@@ -53,31 +56,36 @@ begin
   -- that land behind the floor (a higher priority, an older timestamp committed late), which the
   -- full scan finds when the half second is over or when the floored scan comes up short.
   v_floor := pg_catalog.string_to_array(pg_catalog.current_setting('etl.claim_floor', true), '|');
-  v_full := v_floor is null or pg_catalog.cardinality(v_floor) <> 4
-            or pg_catalog.clock_timestamp() >= v_floor[4]::timestamptz;
+  v_full := v_floor is null or pg_catalog.cardinality(v_floor) <> 6
+            or pg_catalog.clock_timestamp() >= v_floor[6]::timestamptz;
   <<passes>>
   loop
     if v_full then
-      v_fp := -2147483648; v_ft := '-infinity'; v_fid := 0;
+      v_fp := -2147483648; v_fpr := 0; v_fcp := -9223372036854775807; v_ft := '-infinity'; v_fid := 0;
       v_floored_until := '-infinity';
     else
-      v_fp := v_floor[1]::integer; v_ft := v_floor[2]::timestamptz; v_fid := v_floor[3]::bigint;
-      v_floored_until := v_floor[4]::timestamptz;
+      v_fp := v_floor[1]::integer; v_fpr := v_floor[2]::bigint; v_fcp := v_floor[3]::bigint;
+      v_ft := v_floor[4]::timestamptz; v_fid := v_floor[5]::bigint;
+      v_floored_until := v_floor[6]::timestamptz;
     end if;
     v_started := pg_catalog.clock_timestamp();
-    -- Highest priority first, then the oldest; rows another claimer holds are skipped, not waited
-    -- for. An explicit cursor fetched row by row locks only the rows it looks at.
+    -- Highest priority first, then the oldest pipeline run, and in it the run that heads the
+    -- longest remaining chain (critical path first), then the oldest runnable; rows another claimer
+    -- holds are skipped, not waited for. An explicit cursor fetched row by row locks only the rows
+    -- it looks at.
     open v_cursor for
       select r.run_id, r.job_id, r.pipeline_run_id, r.parameter_fingerprint, r.attempt_count, r.params,
              r.dry_run, r.mode, r.logical_date, r.correlation_id, r.max_attempts, r.group_id, r.priority,
+             r.critical_path_ms,
              r.next_attempt_at,
              j.slug, j.kind, j.target, j.timeout, j.lease_duration, j.concurrency_key, j.concurrency_limit,
              j.items_source, j.item_concurrency, j.supports_incremental, j.incremental_strategy,
              j.cursor_lookback
         from etl.runs r join etl.jobs j on j.job_id = r.job_id
        where r.status = 'queued' and r.next_attempt_at <= v_now
-         and (-r.priority, r.next_attempt_at, r.run_id) > (v_fp, v_ft, v_fid)
-       order by -r.priority, r.next_attempt_at, r.run_id
+         and (-r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id)
+             > (v_fp, v_fpr, v_fcp, v_ft, v_fid)
+       order by -r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id
        limit claim.max_runs * 4 + 1000
          for update of r skip locked;
     loop
@@ -87,7 +95,8 @@ begin
         v_floored_until := pg_catalog.clock_timestamp() + interval '500 milliseconds';
       end if;
       exit when not found;
-      v_last := array[(-v_cand.priority)::text, v_cand.next_attempt_at::text, v_cand.run_id::text];
+      v_last := array[(-v_cand.priority)::text, v_cand.pipeline_run_id::text, (-v_cand.critical_path_ms)::text,
+                      v_cand.next_attempt_at::text, v_cand.run_id::text];
     -- The global bound: a free slot, or nothing more can run now.
     select s.slot_no into v_slot from etl.run_slots s
      where s.run_id is null and not s.retired
@@ -160,7 +169,8 @@ begin
 end;
 $$;
 comment on function etl.claim(text, integer) is
-  'Claims up to max_runs runnable runs for runner worker: highest priority, then oldest; never more '
+  'Claims up to max_runs runnable runs for runner worker: highest priority, then the oldest pipeline '
+  'run, in it the longest remaining chain (runs.critical_path_ms), then the oldest runnable; never more '
   'running than settings.parallel_jobs (a slot pool), never two active locks on one concurrency key '
   '(default key: job slug and parameter fingerprint; a pool of concurrency_limit slots per key). '
   'Writes the attempt row and returns what the runner needs, with token (the attempt id, a fencing '

@@ -377,11 +377,13 @@ def test_claim_floor_finds_runs_behind_it(db):
         for slug in ("j01", "j02", "j03"):
             c.execute("select etl.run_job(%s)", (slug,))
         ids = [r["run_id"] for r in c.execute(
-            "select run_id from etl.runs order by next_attempt_at, run_id").fetchall()]
-        # Pretend a slow full scan put this session in floored mode, its floor at the second run.
-        pos = c.execute("select next_attempt_at::text as t from etl.runs where run_id = %s", (ids[1],)).fetchone()["t"]
+            "select run_id from etl.runs order by pipeline_run_id, -critical_path_ms, next_attempt_at, run_id").fetchall()]
+        # Pretend a slow full scan put this session in floored mode, its floor at the second run
+        # (the claim order: -priority, pipeline run, -critical_path_ms, next_attempt_at, run id).
+        row = c.execute("select pipeline_run_id, critical_path_ms, next_attempt_at::text as t from etl.runs "
+                        "where run_id = %s", (ids[1],)).fetchone()
         c.execute("select set_config('etl.claim_floor', %s, false)",
-                  (f"0|{pos}|{ids[1]}|{'infinity'}",))
+                  (f"0|{row['pipeline_run_id']}|{-row['critical_path_ms']}|{row['t']}|{ids[1]}|infinity",))
         first = c.execute("select run_id from etl.claim('w', 1)").fetchone()["run_id"]
         assert first == ids[2], "a floored claim starts after the floor"
         # Nothing is left ahead of the floor: the floored scan comes up short, the full scan runs.
