@@ -7,6 +7,9 @@
    makespan (pipeline created -> last run ended), the critical path, a lower bound
    max(critical path, work / parallel), the best schedule found by critical-path list scheduling
    under the bound, and the orchestration overhead = makespan - that schedule (target < 2%).
+   Also printed: the time from the pipeline's creation to its first run's start (the trigger
+   itself, its commit, the runners' wake-up and claim), the per-run cost between claim and
+   report, and what oldest-first claiming (the order before critical path first) would give.
 2. A chain of 72 no-op jobs (c01 -> c02 -> ... -> c72): makespan / 72 is the per-step overhead
    (finish commit -> NOTIFY -> claim -> execute -> finish; target < 5 ms).
 """
@@ -180,6 +183,8 @@ def run_pipeline(jobs: list[str]) -> dict:
             time.sleep(0.02)
         row = c.execute("""
             select p.status, extract(epoch from max(r.ended_at) - p.created_at) * 1000 as makespan_ms,
+                   extract(epoch from min(r.started_at) - p.created_at) * 1000 as first_start_ms,
+                   sum(r.duration_ms) as sum_duration_ms,
                    max(r.attempt_count) as max_attempts,
                    (select max(n) from (select count(*) as n from etl.runs a join etl.runs b
                         on a.pipeline_run_id = b.pipeline_run_id and a.run_id <> b.run_id
@@ -192,6 +197,7 @@ def run_pipeline(jobs: list[str]) -> dict:
               join etl.runs ch on ch.run_id = d.child_run_id
              where d.pipeline_run_id = %s and ch.started_at < p.ended_at""", (pid,)).fetchone()["n"]
     return {"status": row["status"], "makespan_ms": float(row["makespan_ms"]),
+            "first_start_ms": float(row["first_start_ms"]), "sum_duration_ms": float(row["sum_duration_ms"]),
             "max_overlap": (row["max_overlap"] or 0) + 1, "order_violations": violations}
 
 
@@ -235,8 +241,12 @@ def main() -> int:
         ("  makespan (ms), each: " + ", ".join(f"{d['makespan_ms']:.0f}" for d in dag), f"{mk:.0f}", ""),
         ("  orchestration overhead = makespan - best schedule (ms)", f"{overhead:.0f}", ""),
         ("  overhead / makespan", f"{overhead / mk:.2%}", "< 2%"),
-        ("  of which the claim order: oldest-first schedule with zero cost (ms)", f"{fifo:.0f}", "(info)"),
-        ("  mechanics = makespan - that schedule (ms)", f"{mk - fifo:.0f}", "(info)"),
+        ("  start: pipeline created (trigger's transaction start) -> first run started (ms)",
+         f"{statistics.median(d['first_start_ms'] for d in dag):.0f}", "(info)"),
+        ("  per run: (sum of run durations - work) / runs, claim to report (ms)",
+         f"{(statistics.median(d['sum_duration_ms'] for d in dag) - work) / len(slugs):.1f}", "(info)"),
+        ("  the same DAG claimed oldest-first (the order before critical path first), zero cost (ms)",
+         f"{fifo:.0f}", "(info)"),
         ("72-step sequential chain of no-op jobs: makespan (ms)",
          f"{statistics.median(c['makespan_ms'] for c in chain):.0f}", ""),
         ("  per-step overhead (ms)", f"{step:.2f}", "< 5"),
