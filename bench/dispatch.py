@@ -151,6 +151,21 @@ def exec_retry(conn, sql, params):
             DEADLOCKS[0] += 1
 
 
+def run_clients(work, clients: int, barrier: threading.Barrier, errors: list, done: list) -> tuple[int, float]:
+    """Starts `clients` threads of work(i), releases them together, and times them to the last one."""
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    for t in ts:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in ts:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return sum(done), elapsed
+
+
 def push_chained(clients: int, target: int) -> tuple[int, float]:
     """(a2) the runner's own pattern: each transaction finishes the previous run and claims the next
     (one commit per run), sent in one round trip with psycopg's pipeline mode."""
@@ -194,17 +209,7 @@ def push_chained(clients: int, target: int) -> tuple[int, float]:
             errors.append(exc)
             raise
 
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
-    for t in ts:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in ts:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    if errors:
-        raise errors[0]
-    return sum(done), elapsed
+    return run_clients(work, clients, barrier, errors, done)
 
 
 def push(clients: int, batch: int, target: int, claim_lat: list[float] | None = None,
@@ -258,17 +263,7 @@ def push(clients: int, batch: int, target: int, claim_lat: list[float] | None = 
             errors.append(exc)
             raise
 
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
-    for t in ts:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in ts:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    if errors:
-        raise errors[0]
-    return sum(done), elapsed
+    return run_clients(work, clients, barrier, errors, done)
 
 
 # ----------------------------------------------------------------------------------------- (c)

@@ -62,6 +62,27 @@ comment on function etl.backoff_ms(bigint, integer) is
   'with the job''s jitter (full: [0, d], equal: [d/2, d], none: d). The jitter is derived from '
   'md5(run_id:attempt_no), so the same run and attempt always get the same delay.';
 
+create or replace function etl._check_outcome(
+  p_status text, p_category text, p_allowed text[], p_status_message text, p_category_context text)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_status is null or not p_status = any (p_allowed) then
+    raise exception '%, got %', p_status_message, coalesce(pg_catalog.quote_literal(p_status), 'nothing')
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if p_status = 'failed' and (p_category is null or p_category not in ('API', 'DB', 'DATA', 'SYSTEM')) then
+    raise exception 'outcome.error_category must be API, DB, DATA or SYSTEM %, got %', p_category_context,
+      coalesce(pg_catalog.quote_literal(p_category), 'nothing') using errcode = 'invalid_parameter_value';
+  end if;
+end;
+$$;
+comment on function etl._check_outcome(text, text, text[], text, text) is
+  'Raises 22023 when an outcome''s status is not one of p_allowed, or a failure has no known category.';
+
 create or replace function etl._finish(p_run etl.runs, p_token bigint, p_outcome jsonb, p_actor text)
 returns text
 language plpgsql
@@ -82,14 +103,9 @@ declare
   v_run_sums jsonb;     -- what the run's metrics are (the items' sums, or the attempt's report)
   v_att_sums jsonb;     -- what this attempt's metrics are
 begin
-  if v_status is null or v_status not in ('success', 'partial_success', 'failed', 'cancelled') then
-    raise exception 'outcome.status must be success, partial_success, failed or cancelled, got %',
-      coalesce(pg_catalog.quote_literal(v_status), 'nothing') using errcode = 'invalid_parameter_value';
-  end if;
-  if v_status = 'failed' and (v_category is null or v_category not in ('API', 'DB', 'DATA', 'SYSTEM')) then
-    raise exception 'outcome.error_category must be API, DB, DATA or SYSTEM for a failure, got %',
-      coalesce(pg_catalog.quote_literal(v_category), 'nothing') using errcode = 'invalid_parameter_value';
-  end if;
+  perform etl._check_outcome(v_status, v_category, array['success', 'partial_success', 'failed', 'cancelled'],
+                             'outcome.status must be success, partial_success, failed or cancelled',
+                             'for a failure');
   select j.* into v_job from etl.jobs j where j.job_id = p_run.job_id;
 
   -- A run with items: the engine, not the runner, says how it went.

@@ -170,14 +170,9 @@ declare
   v_started timestamptz;
 begin
   perform etl._assert_primary();
-  if v_status is null or v_status not in ('success', 'failed', 'cancelled') then
-    raise exception 'outcome.status of an item must be success, failed or cancelled, got %',
-      coalesce(pg_catalog.quote_literal(v_status), 'nothing') using errcode = 'invalid_parameter_value';
-  end if;
-  if v_status = 'failed' and (v_category is null or v_category not in ('API', 'DB', 'DATA', 'SYSTEM')) then
-    raise exception 'outcome.error_category must be API, DB, DATA or SYSTEM for a failed item, got %',
-      coalesce(pg_catalog.quote_literal(v_category), 'nothing') using errcode = 'invalid_parameter_value';
-  end if;
+  perform etl._check_outcome(v_status, v_category, array['success', 'failed', 'cancelled'],
+                             'outcome.status of an item must be success, failed or cancelled',
+                             'for a failed item');
   -- Fencing on the item row, so the items of one run finish concurrently without the run row lock:
   -- whoever takes an item from an attempt (the next attempt's start_items, the final outcome)
   -- updates the item row, so it waits for this transaction and then sees its result. The attempt
