@@ -625,7 +625,8 @@ def claim_latency_phase(seconds: float, hold_snapshot: bool, preload: int) -> di
                 res["plan"] = "\n".join(r["QUERY PLAN"] for r in conn.execute(
                     "explain (analyze, buffers) select r.run_id from etl.runs r join etl.jobs j on j.job_id = r.job_id "
                     "where r.status = 'queued' and r.next_attempt_at <= now() "
-                    "order by r.priority desc, r.next_attempt_at, r.run_id limit 4 for update of r skip locked"))
+                    "order by -r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id "
+                    "limit 4 for update of r skip locked"))
             except psycopg.Error as exc:
                 res["plan"] = f"(explain failed: {exc})"
     finally:
