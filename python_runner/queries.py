@@ -1,10 +1,16 @@
 """Every SQL statement the runner sends, by name: the worker loop holds no SQL text."""
 
-CLAIM = """
-select run_id, token, attempt_no, pipeline_run_id, job_id, job_slug, kind, target, params, cursor,
-       dry_run, mode, logical_date, correlation_id, max_attempts, timeout_ms, lease_expires_at,
-       items_source, item_concurrency, group_id, group_members, refreshes
-  from etl.claim(%(worker)s, %(max_runs)s)
+CLAIM_FIELDS = ("run_id", "token", "attempt_no", "pipeline_run_id", "job_id", "job_slug", "kind", "target",
+                 "params", "cursor", "dry_run", "mode", "logical_date", "correlation_id", "max_attempts",
+                 "timeout_ms", "lease_expires_at", "items_source", "item_concurrency", "group_id",
+                 "group_members", "refreshes")
+CLAIM = f"select {', '.join(CLAIM_FIELDS)} from etl.claim(%(worker)s, %(max_runs)s)"
+# A report and the claim of what the slot runs next, in one statement (one round trip, one
+# commit): the lateral claim runs after the finish and sees the children it released.
+FINISH_AND_CLAIM = f"""
+select f.status as finished_status, {', '.join('c.' + c for c in CLAIM_FIELDS)}
+  from etl.finish(%(run_id)s, %(token)s, %(outcome)s::jsonb) as f(status)
+  left join lateral etl.claim(%(worker)s, case when f.status is not null then %(max_runs)s end) as c on true
 """
 HEARTBEAT = "select etl.heartbeat(%(run_id)s, %(token)s) as beat"
 FINISH = "select etl.finish(%(run_id)s, %(token)s, %(outcome)s::jsonb) as status"

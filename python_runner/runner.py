@@ -135,7 +135,6 @@ class Runner:
         self.wake = threading.Event()
         self.lock = threading.Lock()
         self.in_flight: dict[int, InFlight] = {}
-        self.own_claims: dict[int, float] = {}  # run id -> when: claimed in the txn that released it
         self.log = FieldsAdapter(make_logger(), {"worker": self.worker_id})
         self.pool: ConnectionPool | None = None
         self.fatal: BaseException | None = None
@@ -179,9 +178,8 @@ class Runner:
                     backoff = 0.5
                     self.wake.set()  # notifications sent while we were away are gone: claim once
                     while not self.stop.is_set():
-                        for n in conn.notifies(timeout=1.0):
-                            if not self._own_release(n.payload):
-                                self.wake.set()
+                        for _ in conn.notifies(timeout=1.0):
+                            self.wake.set()
                         conn.execute("select 1")  # prove the connection lives
             except psycopg.OperationalError as exc:
                 self.log.warning("listener lost its connection", fields={"action": "listen", "error": str(exc).strip()[:200]})
@@ -192,17 +190,6 @@ class Runner:
                 self.stop.set()
                 self.wake.set()
                 return
-
-    def _own_release(self, payload: str) -> bool:
-        """True when a NOTIFY announces a run this runner already claimed in the transaction that
-        released it, with a claim that came back short (so nothing else was left to claim): the
-        claim loop need not wake for it. Anything else wakes it."""
-        try:
-            run_id = int(payload)
-        except ValueError:
-            return False
-        with self.lock:
-            return self.own_claims.pop(run_id, None) is not None
 
     def _heartbeats(self) -> None:
         conn = None
@@ -292,43 +279,36 @@ class Runner:
             self.log.warning("dropping the result of a run whose lease was lost or handed back", fields=fields)
         else:
             def send():
-                # The report and the claim of this slot's next run share one transaction (one
-                # commit per step): a child released by this finish is claimable in it already.
+                # The report and the claim of this slot's next run are one statement (one round
+                # trip, one commit per step): a child released by this finish is claimable in it.
                 next_claims.clear()
+                claim = not self.stop.is_set() and not handing_back
+                # Every free slot, this one included: a claim that comes back short took all there was.
+                want = max(1, self.slots - len(self.in_flight) + 1)
+                params = {"run_id": c.run_id, "token": c.token, "outcome": json.dumps(outcome, default=str),
+                          "worker": self.worker_id, "max_runs": want}
                 with self.pool.connection() as conn:
-                    with conn.transaction():
-                        row = conn.execute(queries.FINISH, {"run_id": c.run_id, "token": c.token,
-                                                            "outcome": json.dumps(outcome, default=str)}).fetchone()
-                        got = []
-                        if not self.stop.is_set() and not handing_back:
-                            # Every free slot, this one included: when the claim comes back short,
-                            # the NOTIFY of the runs this report released needs no second claim.
-                            want = max(1, self.slots - len(self.in_flight) + 1)
-                            try:  # in a savepoint: a failed claim must never undo the report
-                                with conn.transaction():
-                                    got = [Claimed(**r) for r in conn.execute(
-                                        queries.CLAIM, {"worker": self.worker_id, "max_runs": want}).fetchall()]
-                            except psycopg.errors.DatabaseError as exc:
-                                want = 0  # unknown: the loop claims
-                                self.log.warning("claim after report failed; the loop claims later",
+                    rows = None
+                    if claim:
+                        try:
+                            rows = conn.execute(queries.FINISH_AND_CLAIM, params).fetchall()
+                        except psycopg.OperationalError:
+                            raise
+                        except psycopg.errors.DatabaseError as exc:
+                            # The claim must never cost the report: report alone (a finish error
+                            # comes back the same), and let the loop claim.
+                            claim = False
+                            if getattr(exc, "sqlstate", None) != STALE_TOKEN:
+                                self.log.warning("claim with the report failed; reporting alone",
                                                  fields={"action": "claim", "error": str(exc).strip()[:200]})
-                            if len(got) < want:
-                                remembered.extend(c.run_id for c in got)
-                                self._remember_own_claims(remembered)
-                    next_claims.extend(got)  # only once committed
-                    short_claim[0] = not self.stop.is_set() and not handing_back and len(got) < want
-                    return row
-            remembered: list[int] = []
-
-            def send_or_forget():
-                try:
-                    return send()
-                except BaseException:
-                    self._forget_own_claims(remembered)  # not committed: its NOTIFY never comes
-                    remembered.clear()
-                    raise
+                    if rows is None:
+                        return conn.execute(queries.FINISH, params).fetchone()
+                got = [Claimed(**{k: r[k] for k in queries.CLAIM_FIELDS}) for r in rows if r["run_id"] is not None]
+                next_claims.extend(got)
+                short_claim[0] = claim and len(got) < want
+                return {"status": rows[0]["finished_status"]}
             try:
-                row = self._retrying("finish", send_or_forget)
+                row = self._retrying("finish", send)
                 fields["run_status"] = row["status"]
                 self.log.info("run reported", fields=fields)
                 self.metrics.finished(c.job_slug, outcome.get("status", "failed"), outcome.get("error_category"),
@@ -349,23 +329,6 @@ class Runner:
         # there was (it came back short): then there is nothing to claim until a NOTIFY says so.
         if not short_claim[0]:
             self.wake.set()
-
-    def _remember_own_claims(self, run_ids: list[int]) -> None:
-        # Before the commit, so the listener knows them when the commit's NOTIFY arrives; an entry
-        # whose NOTIFY never comes (the run was queued by someone else) ages out.
-        now = time.monotonic()
-        with self.lock:
-            for rid in run_ids:
-                self.own_claims[rid] = now
-            if len(self.own_claims) > 1000:
-                for rid, at in list(self.own_claims.items()):
-                    if now - at > 10:
-                        del self.own_claims[rid]
-
-    def _forget_own_claims(self, run_ids: list[int]) -> None:
-        with self.lock:
-            for rid in run_ids:
-                self.own_claims.pop(rid, None)
 
     def _claim(self, conn: psycopg.Connection, free: int) -> list[Claimed]:
         rows = conn.execute(queries.CLAIM, {"worker": self.worker_id, "max_runs": free}).fetchall()
