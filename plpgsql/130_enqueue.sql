@@ -257,8 +257,31 @@ set search_path = ''
 as $$
 declare
   v_run bigint;
-  v_count integer := 0;
+  v_count integer;
+  v_now timestamptz := pg_catalog.clock_timestamp();
 begin
+  -- The roots whose outside parents (if any) last succeeded go to queued in one statement, with
+  -- their events in the same one (a statement per root costs more than the rows themselves).
+  -- (Group leaders answer for their members' outside parents: etl._try_release below.)
+  with ready as (
+    select r.run_id from etl.runs r
+     where r.pipeline_run_id = p_pipeline_run_id and r.status = 'pending' and r.group_id is null
+       and not exists (select 1 from etl.run_dependencies d where d.child_run_id = r.run_id)
+       and not exists (select 1 from etl.job_dependencies jd
+                        where jd.child_job_id = r.job_id
+                          and not exists (select 1 from etl.runs pr
+                                           where pr.pipeline_run_id = p_pipeline_run_id and pr.job_id = jd.parent_job_id)
+                          and not etl._latest_run_succeeded(jd.parent_job_id))
+  ), queued as (
+    update etl.runs r set status = 'queued', queued_at = v_now, next_attempt_at = v_now
+      from ready where r.run_id = ready.run_id
+    returning r.run_id, r.pipeline_run_id
+  )
+  insert into etl.run_events (run_id, pipeline_run_id, event_type, from_status, to_status, actor, detail)
+  select q.run_id, q.pipeline_run_id, 'status', 'pending', 'queued', session_user, '{"why": "upstream succeeded"}'
+    from queued q;
+  get diagnostics v_count = row_count;
+  -- The others wait for an outside parent: etl._try_release starts their wait limit.
   for v_run in
     select r.run_id from etl.runs r where r.pipeline_run_id = p_pipeline_run_id and r.status = 'pending'
        and r.group_leader_run_id is null
