@@ -4,7 +4,7 @@
 -- cursor of 160_finish.sql), and materialized-view refreshes (210_refresh.sql).
 
 BEGIN;
-SELECT plan(83);
+SELECT plan(85);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -191,6 +191,15 @@ SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['gr_h1', 'gr_h2'], 
     '23514', 'group gr_bad: gr_h2 (sequence 2) must run before gr_h1 (sequence 1), which depends on it; fix the sequences',
     'a sequence that contradicts an edge between members is refused with 23514 naming both jobs');
 SELECT is((SELECT count(*) FROM etl.pipeline_runs), (SELECT n FROM gr_n), 'and nothing was enqueued');
+SELECT etl_test.make_job('gr_py');
+INSERT INTO etl.job_groups (name) VALUES ('gr_mixed');
+SELECT etl_test.add_member('gr_mixed', 'gr_py', 1);
+SELECT etl_test.sql_job('gr_m2', 'gr_s.q3');
+SELECT etl_test.add_member('gr_mixed', 'gr_m2', 2);
+SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['gr_py', 'gr_m2'], transaction_scope => 'per_group')$$,
+    '22023', 'group gr_mixed: per_group runs SQL jobs in one transaction; gr_py is not SQL (run it per_procedure, or take them out of the group)',
+    'a group with a Python job cannot run per_group: refused with 22023 naming the job');
+SELECT is((SELECT count(*) FROM etl.pipeline_runs), (SELECT n FROM gr_n), 'and nothing was enqueued either');
 
 CREATE TEMP TABLE gr_4 AS SELECT etl.trigger_pipeline(jobs => ARRAY['gr_g1', 'gr_g2']) AS pid;
 SELECT is((SELECT array_agg((group_id IS NULL, group_leader_run_id IS NULL)::text) FROM etl.runs WHERE pipeline_run_id = (SELECT pid FROM gr_4)),

@@ -13,6 +13,7 @@ as $$
 declare
   v_group record;
   v_bad record;
+  v_not_sql text;
   v_count integer := 0;
 begin
   -- A group with a single selected member is just a run.
@@ -32,6 +33,15 @@ begin
      group by r.group_id, g.name
      order by r.group_id
   loop
+    -- GUARD: one transaction holds SQL only; a Python extract cannot be rolled back with it.
+    select pg_catalog.string_agg(j.slug, ', ' order by j.slug) into v_not_sql
+      from etl.runs r join etl.jobs j on j.job_id = r.job_id
+     where r.run_id = any (v_group.members) and j.kind <> 'sql';
+    if v_not_sql is not null then
+      raise exception 'group %: per_group runs SQL jobs in one transaction; % % not SQL (run it per_procedure, or take them out of the group)',
+        v_group.name, v_not_sql, case when v_not_sql like '%,%' then 'are' else 'is' end
+        using errcode = 'invalid_parameter_value';
+    end if;
     -- GUARD: inside the unit the sequence is the order, so it must agree with every edge.
     select pj.slug as parent, pm.sequence as parent_seq, cj.slug as child, cm.sequence as child_seq into v_bad
       from etl.run_dependencies d
