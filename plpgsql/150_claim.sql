@@ -80,7 +80,8 @@ begin
              r.next_attempt_at,
              j.slug, j.kind, j.target, j.timeout, j.lease_duration, j.concurrency_key, j.concurrency_limit,
              j.items_source, j.item_concurrency, j.supports_incremental, j.incremental_strategy,
-             j.cursor_lookback
+             j.cursor_lookback,
+             exists (select 1 from etl.job_refresh_targets t where t.job_id = r.job_id) as has_refreshes
         from etl.runs r join etl.jobs j on j.job_id = r.job_id
        where r.status = 'queued' and r.next_attempt_at <= v_now
          and (-r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id)
@@ -154,7 +155,7 @@ begin
     -- A group leader brings its members: one unit, one transaction, on this runner.
     group_members := case when v_cand.group_id is not null then
                        etl._group_claim_members(v_cand.run_id, claim.worker, v_now, v_lease) end;
-    refreshes := exists (select 1 from etl.job_refresh_targets t where t.job_id = v_cand.job_id);
+    refreshes := v_cand.has_refreshes;
     v_claimed := v_claimed + 1;
     return next;
     end loop;
@@ -185,13 +186,18 @@ as $$
 declare
   v_run etl.runs;
   v_current bigint;
+  v_row record;
 begin
-  select r.* into v_run from etl.runs r where r.run_id = p_run_id for update;
-  if not found then
+  -- One statement: the run locked, with the id of its current attempt.
+  select r, a.attempt_id into v_row
+    from etl.runs r left join etl.run_attempts a on a.run_id = r.run_id and a.attempt_no = r.attempt_count
+   where r.run_id = p_run_id
+     for update of r;
+  v_run := v_row.r;
+  v_current := v_row.attempt_id;
+  if v_run.run_id is null then
     raise exception 'run % does not exist', p_run_id using errcode = 'invalid_parameter_value';
   end if;
-  select a.attempt_id into v_current from etl.run_attempts a
-   where a.run_id = p_run_id and a.attempt_no = v_run.attempt_count;
   -- GUARD: only the current attempt of a running run may report (fencing).
   if v_run.status <> 'running' or v_current is distinct from p_token then
     raise exception 'stale_token: run % is % and its current attempt token is %, not %',

@@ -102,6 +102,7 @@ declare
   v_items jsonb;        -- set when the run has items: their counts and sums
   v_run_sums jsonb;     -- what the run's metrics are (the items' sums, or the attempt's report)
   v_att_sums jsonb;     -- what this attempt's metrics are
+  v_retired boolean;
 begin
   perform etl._check_outcome(v_status, v_category, array['success', 'partial_success', 'failed', 'cancelled'],
                              'outcome.status must be success, partial_success, failed or cancelled',
@@ -151,8 +152,11 @@ begin
   perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'), pg_catalog.hashtext(l.concurrency_key))
      from etl.job_locks l where l.attempt_id = p_token and l.status = 'active';
   delete from etl.job_locks l where l.attempt_id = p_token;
-  update etl.run_slots s set run_id = null, claimed_at = null where s.slot_no = v_attempt.run_slot;
-  delete from etl.run_slots s where s.slot_no = v_attempt.run_slot and s.retired;
+  update etl.run_slots s set run_id = null, claimed_at = null where s.slot_no = v_attempt.run_slot
+  returning s.retired into v_retired;
+  if v_retired then
+    delete from etl.run_slots s where s.slot_no = v_attempt.run_slot;
+  end if;
 
   -- A transient failure with attempts and time left goes back to the queue after a backoff.
   if v_status = 'failed' and v_transient and p_run.attempt_count < p_run.max_attempts then
@@ -232,7 +236,11 @@ begin
   if p_run.group_id is not null and p_run.group_leader_run_id is null then
     perform etl._group_follow(p_run, v_status, p_outcome, p_actor);
   end if;
-  perform etl._finalize_pipeline(p_run.pipeline_run_id);
+  -- (The finalizer's own first check, inline: most finishes leave siblings to run.)
+  if not exists (select 1 from etl.runs r where r.pipeline_run_id = p_run.pipeline_run_id
+                                           and r.status in ('pending', 'queued')) then
+    perform etl._finalize_pipeline(p_run.pipeline_run_id);
+  end if;
   return v_status;
 end;
 $$;
