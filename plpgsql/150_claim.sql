@@ -210,6 +210,23 @@ $$;
 comment on function etl._lock_current_attempt(bigint, bigint) is
   'Locks a running run and checks that token is its current attempt; raises ETL01 stale_token otherwise.';
 
+create or replace function etl._attempt_is_current(p_run_id bigint, p_token bigint)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform 1 from etl.run_attempts a
+   where a.attempt_id = p_token and a.run_id = p_run_id and a.status = 'running';
+  if not found then
+    raise exception 'stale_token: attempt % of run % is not running', p_token, p_run_id
+      using errcode = 'ETL01', hint = 'the lease was lost or the run was reported already; drop this result';
+  end if;
+end;
+$$;
+comment on function etl._attempt_is_current(bigint, bigint) is
+  'Raises ETL01 unless token is the running attempt of the run (fencing without the run row lock). Internal.';
+
 create or replace function etl.heartbeat(run_id bigint, token bigint)
 returns jsonb
 language plpgsql

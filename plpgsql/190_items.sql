@@ -177,12 +177,7 @@ begin
   -- whoever takes an item from an attempt (the next attempt's start_items, the final outcome)
   -- updates the item row, so it waits for this transaction and then sees its result. The attempt
   -- check refuses a report that comes after the attempt ended.
-  perform 1 from etl.run_attempts a
-   where a.attempt_id = finish_item.token and a.run_id = finish_item.run_id and a.status = 'running';
-  if not found then
-    raise exception 'stale_token: attempt % of run % is not running', finish_item.token, finish_item.run_id
-      using errcode = 'ETL01', hint = 'the lease was lost or the run was reported already; drop this result';
-  end if;
+  perform etl._attempt_is_current(finish_item.run_id, finish_item.token);
   select i.* into v_item from etl.run_items i
    where i.item_id = finish_item.item_id and i.run_id = finish_item.run_id for update;
   if not found then

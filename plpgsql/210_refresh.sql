@@ -19,23 +19,6 @@ comment on function etl._can_refresh_concurrently(regclass) is
   'True when REFRESH MATERIALIZED VIEW CONCURRENTLY works on the view: populated, with a valid '
   'unique index on plain columns and no WHERE clause.';
 
-create or replace function etl._attempt_is_current(p_run_id bigint, p_token bigint)
-returns void
-language plpgsql
-set search_path = ''
-as $$
-begin
-  perform 1 from etl.run_attempts a
-   where a.attempt_id = p_token and a.run_id = p_run_id and a.status = 'running';
-  if not found then
-    raise exception 'stale_token: attempt % of run % is not running', p_token, p_run_id
-      using errcode = 'ETL01', hint = 'the lease was lost or the run was reported already';
-  end if;
-end;
-$$;
-comment on function etl._attempt_is_current(bigint, bigint) is
-  'Raises ETL01 unless token is the running attempt of the run. Internal.';
-
 create or replace function etl.refresh_plan(run_id bigint, token bigint, succeeded boolean)
 returns table (refresh_target_id bigint, schema_name text, view_name text, sequence integer,
                policy text, concurrent boolean)

@@ -1,5 +1,7 @@
 """Every SQL statement the runner sends, by name: the worker loop holds no SQL text."""
 
+STALE_TOKEN = "ETL01"  # SQLSTATE of a report from an attempt that no longer holds its run
+
 CLAIM_FIELDS = ("run_id", "token", "attempt_no", "pipeline_run_id", "job_id", "job_slug", "kind", "target",
                  "params", "cursor", "dry_run", "mode", "logical_date", "correlation_id", "max_attempts",
                  "timeout_ms", "lease_expires_at", "items_source", "item_concurrency", "group_id",

@@ -28,13 +28,13 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from . import __version__, queries, units
+from .queries import STALE_TOKEN
 from .context import JobContext
 from .http import HttpClient
 from .executors import outcome_from_exception, run_python, run_sql
 from .logsink import RunLogHandler, ensure_redacting
 from .metrics import RunnerMetrics
 
-STALE_TOKEN = "ETL01"
 
 
 class JsonFormatter(logging.Formatter):

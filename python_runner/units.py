@@ -23,15 +23,13 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from . import queries
+from .queries import STALE_TOKEN
 from .context import JobContext
 from .executors import (call_routine, outcome_from_exception, resolve_callable, routine_kinds, run_python,
                         run_sql, set_statement_timeout)
 
 if TYPE_CHECKING:
     from .runner import InFlight, Runner
-
-STALE_TOKEN = "ETL01"
-
 
 class LeaseLost(Exception):
     """The engine refused a report: this attempt no longer holds the run."""
