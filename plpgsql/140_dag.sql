@@ -113,30 +113,28 @@ comment on function etl._try_release(bigint) is
   'Moves a pending run to queued when its parents in the pipeline run succeeded and the latest '
   'runs of its parents outside it are successes; otherwise starts its upstream wait limit.';
 
-create or replace function etl._release_children(p_run_id bigint, p_job_id bigint, p_pipeline_run_id bigint)
+create or replace function etl._release_children(p_run_ids bigint[])
 returns integer
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one per call
 as $$
 declare
   v_child bigint;
   v_released integer := 0;
 begin
+  -- The children in the pipeline runs of these runs, each locked and looked at once, in id order
+  -- (two finishers lock shared children in the same order).
   for v_child in
-    select d.child_run_id from etl.run_dependencies d where d.parent_run_id = p_run_id order by 1
-  loop
-    perform 1 from etl.runs where run_id = v_child for update;
-    if etl._try_release(v_child) then
-      v_released := v_released + 1;
-    end if;
-  end loop;
-  -- Runs triggered alone elsewhere that wait for this job's latest run to succeed.
-  for v_child in
-    select r.run_id from etl.job_dependencies jd
-      join etl.runs r on r.job_id = jd.child_job_id
-     where jd.parent_job_id = p_job_id and r.status = 'pending' and r.wait_until is not null
-       and r.pipeline_run_id <> p_pipeline_run_id
-     order by 1
+    select distinct d.child_run_id from etl.run_dependencies d where d.parent_run_id = any (p_run_ids)
+    union
+    -- Runs triggered alone elsewhere that wait for these jobs' latest runs to succeed.
+    select w.run_id from etl.runs p
+      join etl.job_dependencies jd on jd.parent_job_id = p.job_id
+      join etl.runs w on w.job_id = jd.child_job_id
+     where p.run_id = any (p_run_ids)
+       and w.status = 'pending' and w.wait_until is not null and w.pipeline_run_id <> p.pipeline_run_id
+    order by 1
   loop
     perform 1 from etl.runs where run_id = v_child for update;
     if etl._try_release(v_child) then
@@ -146,8 +144,9 @@ begin
   return v_released;
 end;
 $$;
-comment on function etl._release_children(bigint, bigint, bigint) is
-  'After a success: releases the runs that were waiting only for this one; returns how many.';
+comment on function etl._release_children(bigint[]) is
+  'After these runs succeeded: releases the runs that were waiting only for them (their children in '
+  'their pipeline runs, and runs elsewhere waiting on their jobs); returns how many.';
 
 create or replace function etl._skip_descendants(p_run_id bigint, p_reason text)
 returns integer

@@ -11,11 +11,15 @@ returns table (
 language plpgsql
 security definer
 set search_path = etl, pg_temp
+-- One cached plan per statement: a custom plan for each call's arrays would cost more to plan
+-- than to run.
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_cand record;
   v_slot integer;
   v_lock_key text;
+  v_key_no integer;
   v_pool text;
   v_lease interval;
   v_attempt bigint;
@@ -34,6 +38,18 @@ declare
   v_fid bigint;
   v_last text[];
   v_no_slot boolean := false;
+  v_taken_keys text[] := '{}';
+  -- What the claimed runs get, written in one statement per table after the scan.
+  w_run bigint[] := '{}';
+  w_pipeline bigint[] := '{}';
+  w_job bigint[] := '{}';
+  w_attempt bigint[] := '{}';
+  w_attempt_no integer[] := '{}';
+  w_slot integer[] := '{}';
+  w_key text[] := '{}';
+  w_pool text[] := '{}';
+  w_key_no integer[] := '{}';
+  w_expires timestamptz[] := '{}';
   -- Clock time, not transaction start: a runner claims in the same transaction as it reports, and
   -- a run must never look started before the parent that released it ended.
   v_now timestamptz := pg_catalog.clock_timestamp();
@@ -86,6 +102,12 @@ begin
        where r.status = 'queued' and r.next_attempt_at <= v_now
          and (-r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id)
              > (v_fp, v_fpr, v_fcp, v_ft, v_fid)
+         -- A run whose key a lock holds is passed over, not locked (a pool of one; larger pools
+         -- are checked below).
+         and (j.concurrency_limit > 1
+              or not exists (select 1 from etl.job_locks l
+                              where l.concurrency_key = coalesce(j.concurrency_key, j.slug || ':' || r.parameter_fingerprint)
+                                and l.status = 'active'))
        order by -r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id
        limit claim.max_runs * 4 + 1000
          for update of r skip locked;
@@ -110,36 +132,29 @@ begin
     v_pool := coalesce(v_cand.concurrency_key, v_cand.slug || ':' || v_cand.parameter_fingerprint);
     v_lease := coalesce(v_cand.lease_duration, pg_catalog.make_interval(secs => v_default_lease));
     v_lock_key := null;
-    v_attempt := pg_catalog.nextval('etl.run_attempts_attempt_id_seq');
+    v_key_no := null;
     for k in 1 .. v_cand.concurrency_limit loop
       v_lock_key := case when k = 1 then v_pool else v_pool || '#' || k end;
-      -- A key another claimer is taking right now is skipped, never waited for (no deadlocks).
-      if pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'), pg_catalog.hashtext(v_lock_key)) then
-        insert into etl.job_locks (concurrency_key, pool_key, slot_no, job_id, run_id, attempt_id, holder,
-                                   acquired_at, expires_at)
-        values (v_lock_key, v_pool, k, v_cand.job_id, v_cand.run_id, v_attempt, claim.worker, v_now,
-                v_now + v_lease)
-        on conflict (concurrency_key) where status = 'active' do nothing
-        returning concurrency_key into v_lock_key;
-      else
-        v_lock_key := null;
+      -- A key another claimer is taking (or a finisher releasing) right now is skipped, never
+      -- waited for (no deadlocks). Holding its advisory lock, a fresh look at the locks is exact.
+      if not v_lock_key = any (v_taken_keys)
+         and pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'), pg_catalog.hashtext(v_lock_key))
+         and not exists (select 1 from etl.job_locks l where l.concurrency_key = v_lock_key and l.status = 'active') then
+        v_key_no := k;
+        exit;
       end if;
-      exit when v_lock_key is not null;
     end loop;
-    continue when v_lock_key is null;
-
-    v_attempt_no := v_cand.attempt_count + 1;
-    insert into etl.run_attempts (attempt_id, run_id, attempt_no, worker_id, claimed_at, started_at,
-                                  lease_expires_at, run_slot)
-    overriding system value
-    values (v_attempt, v_cand.run_id, v_attempt_no, claim.worker, v_now, v_now, v_now + v_lease, v_slot);
+    continue when v_key_no is null;
     update etl.run_slots set run_id = v_cand.run_id, claimed_at = v_now where slot_no = v_slot;
-    update etl.runs r
-       set status = 'running', attempt_count = v_attempt_no,
-           started_at = coalesce(r.started_at, v_now)
-     where r.run_id = v_cand.run_id;
-    perform etl._record_transition(v_cand.run_id, v_cand.pipeline_run_id, 'queued', 'running', claim.worker,
-                                   pg_catalog.jsonb_build_object('attempt_no', v_attempt_no, 'token', v_attempt));
+
+    v_attempt := pg_catalog.nextval('etl.run_attempts_attempt_id_seq');
+    v_attempt_no := v_cand.attempt_count + 1;
+    v_taken_keys := v_taken_keys || v_lock_key;
+    w_run := w_run || v_cand.run_id; w_pipeline := w_pipeline || v_cand.pipeline_run_id;
+    w_job := w_job || v_cand.job_id; w_attempt := w_attempt || v_attempt;
+    w_attempt_no := w_attempt_no || v_attempt_no; w_slot := w_slot || v_slot;
+    w_key := w_key || v_lock_key; w_pool := w_pool || v_pool; w_key_no := w_key_no || v_key_no;
+    w_expires := w_expires || (v_now + v_lease);
 
     run_id := v_cand.run_id; token := v_attempt; attempt_no := v_attempt_no;
     pipeline_run_id := v_cand.pipeline_run_id; job_id := v_cand.job_id; job_slug := v_cand.slug;
@@ -167,6 +182,30 @@ begin
     exit passes when v_full or v_claimed >= claim.max_runs or v_no_slot;
     v_full := true;
   end loop passes;
+
+  -- The claimed runs' writes, one statement per table for the whole batch: the lock of each key,
+  -- the attempt (its id is the fencing token), the run running, and the event.
+  if v_claimed > 0 then
+    insert into etl.job_locks (concurrency_key, pool_key, slot_no, job_id, run_id, attempt_id, holder,
+                               acquired_at, expires_at)
+    select w.key, w.pool, w.key_no, w.job, w.run, w.attempt, claim.worker, v_now, w.expires
+      from unnest(w_key, w_pool, w_key_no, w_job, w_run, w_attempt, w_expires)
+           as w(key, pool, key_no, job, run, attempt, expires);
+    insert into etl.run_attempts (attempt_id, run_id, attempt_no, worker_id, claimed_at, started_at,
+                                  lease_expires_at, run_slot)
+    overriding system value
+    select w.attempt, w.run, w.attempt_no, claim.worker, v_now, v_now, w.expires, w.slot
+      from unnest(w_attempt, w_run, w_attempt_no, w_expires, w_slot)
+           as w(attempt, run, attempt_no, expires, slot);
+    update etl.runs r
+       set status = 'running', attempt_count = w.attempt_no, started_at = coalesce(r.started_at, v_now)
+      from unnest(w_run, w_attempt_no) as w(run, attempt_no)
+     where r.run_id = w.run;
+    insert into etl.run_events (run_id, pipeline_run_id, event_type, from_status, to_status, actor, detail)
+    select w.run, w.pipeline, 'status', 'queued', 'running', claim.worker,
+           pg_catalog.jsonb_build_object('attempt_no', w.attempt_no, 'token', w.attempt)
+      from unnest(w_run, w_pipeline, w_attempt_no, w_attempt) as w(run, pipeline, attempt_no, attempt);
+  end if;
 end;
 $$;
 comment on function etl.claim(text, integer) is

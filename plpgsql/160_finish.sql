@@ -223,7 +223,7 @@ begin
     if v_job.supports_incremental and not p_run.dry_run and v_items is null then
       perform etl._advance_cursor(v_job, p_run, p_run.parameter_fingerprint, p_run.params, v_cursor);
     end if;
-    perform etl._release_children(p_run.run_id, p_run.job_id, p_run.pipeline_run_id);
+    perform etl._release_children(array[p_run.run_id]);
     update etl.alert_events e set status = 'resolved', resolved_at = v_now, resolved_by = 'engine: next success'
      where e.dedupe_key = 'run_failed:' || v_job.slug and e.status <> 'resolved';
   else
@@ -238,7 +238,7 @@ begin
   end if;
   -- (The finalizer's own first check, inline: most finishes leave siblings to run.)
   if not exists (select 1 from etl.runs r where r.pipeline_run_id = p_run.pipeline_run_id
-                                           and r.status in ('pending', 'queued')) then
+                                           and r.status in ('pending', 'queued', 'running')) then
     perform etl._finalize_pipeline(p_run.pipeline_run_id);
   end if;
   return v_status;
@@ -344,34 +344,175 @@ comment on function etl.finish(bigint, bigint, jsonb) is
   '"lineage": {}, "sql_executed"}. Refuses a stale token (ETL01). Returns the run''s new status: '
   'queued when a retry was scheduled.';
 
+create or replace function etl._finish_successes(p_run_ids bigint[], p_tokens bigint[], p_outcomes jsonb[])
+returns void
+language plpgsql
+set search_path = ''
+set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one per call
+as $$
+declare
+  v_now timestamptz := pg_catalog.clock_timestamp();  -- see etl.claim: clock, not transaction start
+  v_slots integer[];
+  v_retired integer[];
+  v_pipeline bigint;
+  v_row record;
+begin
+  -- Plain successes (no items, no group), all locked and fenced by the caller: each table is
+  -- written once for the whole batch, in the same order and with the same values as etl._finish.
+  with done as (
+    update etl.run_attempts a
+       set status = 'success', ended_at = v_now,
+           duration_ms = (extract(epoch from v_now - a.started_at) * 1000)::bigint,
+           error_category = null, is_transient = null,
+           error_type = f.o ->> 'error_type', error_message = f.o ->> 'message', error_detail = f.o -> 'error_detail',
+           records_read = (f.o ->> 'records_read')::bigint, records_written = (f.o ->> 'records_written')::bigint,
+           page_count = (f.o ->> 'page_count')::integer, rows_affected = (f.o ->> 'rows_affected')::bigint,
+           metrics = coalesce(f.o -> 'metrics', '{}')
+      from unnest(p_tokens, p_outcomes) as f(token, o)
+     where a.attempt_id = f.token
+    returning a.run_slot
+  )
+  select pg_catalog.array_agg(done.run_slot) into v_slots from done;
+
+  -- The keys and the slots go back with the outcome; the key's advisory lock first (see etl._finish).
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'), pg_catalog.hashtext(l.concurrency_key))
+     from etl.job_locks l where l.attempt_id = any (p_tokens) and l.status = 'active'
+    order by l.concurrency_key;
+  delete from etl.job_locks l where l.attempt_id = any (p_tokens);
+  with freed as (
+    update etl.run_slots s set run_id = null, claimed_at = null
+     where s.slot_no = any (v_slots)
+    returning s.slot_no, s.retired
+  )
+  select pg_catalog.array_agg(freed.slot_no) filter (where freed.retired) into v_retired from freed;
+  if v_retired is not null then
+    delete from etl.run_slots s where s.slot_no = any (v_retired);
+  end if;
+
+  with done as (
+    update etl.runs r
+       set status = 'success', ended_at = v_now,
+           duration_ms = (extract(epoch from v_now - r.started_at) * 1000)::bigint,
+           error_category = null, is_transient = null, error_type = null, error_message = null,
+           next_attempt_at = null,
+           records_read = (f.o ->> 'records_read')::bigint, records_written = (f.o ->> 'records_written')::bigint,
+           page_count = (f.o ->> 'page_count')::integer, rows_affected = (f.o ->> 'rows_affected')::bigint,
+           items_succeeded = null, items_failed = null,
+           metrics = coalesce(f.o -> 'metrics', r.metrics), lineage = coalesce(f.o -> 'lineage', r.lineage),
+           sql_executed = coalesce(f.o ->> 'sql_executed', r.sql_executed)
+      from unnest(p_run_ids, p_outcomes) as f(run_id, o)
+     where r.run_id = f.run_id
+    returning r.run_id, r.pipeline_run_id, r.attempt_count, f.o
+  )
+  insert into etl.run_events (run_id, pipeline_run_id, event_type, from_status, to_status, actor, detail)
+  select done.run_id, done.pipeline_run_id, 'status', 'running', 'success', a.worker_id,
+         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+           'attempt_no', done.attempt_count, 'error_category', done.o ->> 'error_category',
+           'error_type', done.o ->> 'error_type'))
+    from done join etl.run_attempts a on a.run_id = done.run_id and a.attempt_no = done.attempt_count
+   order by done.run_id;
+
+  -- The cursors advance with the success, exactly once, never on a dry run.
+  for v_row in
+    select j, r, f.o -> 'cursor' as cursor
+      from unnest(p_run_ids, p_outcomes) as f(run_id, o)
+      join etl.runs r on r.run_id = f.run_id join etl.jobs j on j.job_id = r.job_id
+     where j.supports_incremental and not r.dry_run
+     order by r.run_id
+  loop
+    perform etl._advance_cursor(v_row.j, v_row.r, (v_row.r).parameter_fingerprint, (v_row.r).params, v_row.cursor);
+  end loop;
+  perform etl._release_children(p_run_ids);
+  update etl.alert_events e set status = 'resolved', resolved_at = v_now, resolved_by = 'engine: next success'
+   where e.dedupe_key in (select 'run_failed:' || j.slug from etl.runs r join etl.jobs j on j.job_id = r.job_id
+                           where r.run_id = any (p_run_ids))
+     and e.status <> 'resolved';
+  -- A pipeline run whose last open run this was closes.
+  for v_pipeline in
+    select distinct r.pipeline_run_id from etl.runs r where r.run_id = any (p_run_ids) order by 1
+  loop
+    if not exists (select 1 from etl.runs r where r.pipeline_run_id = v_pipeline
+                                             and r.status in ('pending', 'queued', 'running')) then
+      perform etl._finalize_pipeline(v_pipeline);
+    end if;
+  end loop;
+end;
+$$;
+comment on function etl._finish_successes(bigint[], bigint[], jsonb[]) is
+  'etl._finish for many plain successes (no items, not in a group) at once: one statement per '
+  'table, then cursors, children, alerts and pipeline runs. The caller locked the runs and checked '
+  'the tokens. Internal to etl.finish_many.';
+
 create or replace function etl.finish_many(reports jsonb)
 returns table (run_id bigint, status text)
 language plpgsql
 security definer
 set search_path = etl, pg_temp
+set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one per call
 as $$
 declare
-  v_report jsonb;
-  v_run etl.runs;
+  v_row record;
+  v_fast_runs bigint[] := '{}';
+  v_fast_tokens bigint[] := '{}';
+  v_fast_outcomes jsonb[] := '{}';
+  v_n integer;
 begin
   perform etl._assert_primary();
   if pg_catalog.jsonb_typeof(finish_many.reports) <> 'array' then
     raise exception 'reports must be a JSON array of {"run_id", "token", "outcome"}'
       using errcode = 'invalid_parameter_value';
   end if;
-  -- In (pipeline run, run) order, so two batches never lock runs or pipeline runs in opposite orders.
-  for v_report in
-    select e from pg_catalog.jsonb_array_elements(finish_many.reports) e
-      left join etl.runs r on r.run_id = (e ->> 'run_id')::bigint
-     order by r.pipeline_run_id, (e ->> 'run_id')::bigint
+  select x ->> 'run_id' as rid into v_row
+    from pg_catalog.jsonb_array_elements(finish_many.reports) x
+   group by x ->> 'run_id' having count(*) > 1 limit 1;
+  if found then
+    raise exception 'run % is reported twice in one batch', v_row.rid using errcode = 'invalid_parameter_value';
+  end if;
+  -- Every reported run locked with its current attempt, in (pipeline run, run) order, so two batches
+  -- never lock runs or pipeline runs in opposite orders. All or nothing: a stale token anywhere
+  -- refuses the whole batch.
+  v_n := 0;
+  for v_row in
+    select e.rid, e.token, e.outcome, r as run, a.attempt_id as current, j.items_source is null as plain
+      from (select (x ->> 'run_id')::bigint as rid, (x ->> 'token')::bigint as token, x -> 'outcome' as outcome
+              from pg_catalog.jsonb_array_elements(finish_many.reports) x) e
+      join etl.runs r on r.run_id = e.rid
+      join etl.jobs j on j.job_id = r.job_id
+      left join etl.run_attempts a on a.run_id = r.run_id and a.attempt_no = r.attempt_count
+     order by r.pipeline_run_id, e.rid
+       for update of r
   loop
-    v_run := etl._lock_current_attempt((v_report ->> 'run_id')::bigint, (v_report ->> 'token')::bigint);
-    run_id := v_run.run_id;
-    status := etl._finish(v_run, (v_report ->> 'token')::bigint, v_report -> 'outcome', null);
+    v_n := v_n + 1;
+    if (v_row.run).status <> 'running' or v_row.current is distinct from v_row.token then
+      raise exception 'stale_token: run % is % and its current attempt token is %, not %',
+        v_row.rid, (v_row.run).status, coalesce(v_row.current::text, 'none'), v_row.token
+        using errcode = 'ETL01', hint = 'the lease was lost or the run was reported already; drop this result';
+    end if;
+    if v_row.outcome ->> 'status' = 'success' and v_row.plain and (v_row.run).group_id is null then
+      v_fast_runs := v_fast_runs || v_row.rid;
+      v_fast_tokens := v_fast_tokens || v_row.token;
+      v_fast_outcomes := v_fast_outcomes || v_row.outcome;
+      run_id := v_row.rid; status := 'success';
+    else
+      run_id := v_row.rid;
+      status := etl._finish(v_row.run, v_row.token, v_row.outcome, null);
+    end if;
     return next;
   end loop;
+  if v_n < pg_catalog.jsonb_array_length(finish_many.reports) then
+    select x ->> 'run_id' as rid into v_row
+      from pg_catalog.jsonb_array_elements(finish_many.reports) x
+     where not exists (select 1 from etl.runs r where r.run_id = (x ->> 'run_id')::bigint)
+     limit 1;
+    raise exception 'run % does not exist', coalesce(v_row.rid, '(a report without run_id)')
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if pg_catalog.cardinality(v_fast_runs) > 0 then
+    perform etl._finish_successes(v_fast_runs, v_fast_tokens, v_fast_outcomes);
+  end if;
 end;
 $$;
 comment on function etl.finish_many(jsonb) is
   'etl.finish for many runs in one transaction (one commit): reports = [{"run_id", "token", "outcome"}, ...]. '
-  'All or nothing: a stale token anywhere refuses the whole batch.';
+  'All or nothing: a stale token anywhere refuses the whole batch. Plain successes are written a '
+  'table at a time (etl._finish_successes); the rest one by one (etl._finish).'; 

@@ -215,7 +215,7 @@ begin
         perform etl._advance_cursor(v_job, v_member, v_member.parameter_fingerprint, v_member.params,
                                     v_report -> 'cursor');
       end if;
-      perform etl._release_children(v_member.run_id, v_member.job_id, v_member.pipeline_run_id);
+      perform etl._release_children(array[v_member.run_id]);
     elsif v_to in ('failed', 'skipped', 'cancelled') then
       perform etl._skip_descendants(v_member.run_id,
         pg_catalog.format('upstream group member run %s %s', v_member.run_id, v_to));
