@@ -196,7 +196,14 @@ begin
                                       and status in ('pending', 'queued')) then
     return null;
   end if;
-  -- Two last finishers both lock the row; the second re-checks with the first one's commit visible.
+  -- Two last finishers each see the other's run still running: they take turns on the pipeline
+  -- run's advisory lock, and the second looks again with the first one's commit visible. (A lock in
+  -- memory: most finishes stop here, with siblings still running, and write nothing more.)
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('etl.pipeline_runs'), (p_pipeline_run_id % 2147483648)::integer);
+  if exists (select 1 from etl.runs where pipeline_run_id = p_pipeline_run_id
+                                      and status in ('pending', 'queued', 'running')) then
+    return null;
+  end if;
   select status into v_status from etl.pipeline_runs where pipeline_run_id = p_pipeline_run_id for update;
   if v_status not in ('queued', 'running', 'awaiting_approval') then
     return v_status;

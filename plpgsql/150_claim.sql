@@ -16,17 +16,23 @@ set search_path = etl, pg_temp
 set plan_cache_mode = force_generic_plan
 as $$
 declare
-  v_cand record;
-  v_slot integer;
   v_lock_key text;
   v_key_no integer;
   v_pool text;
-  v_lease interval;
-  v_attempt bigint;
-  v_attempt_no integer;
-  v_claimed integer := 0;
-  v_default_lease float8;
+  v_default_lease interval;
+  v_cand record;
   v_cursor refcursor;
+  v_exhausted boolean;
+  v_want integer;
+  c_locked bigint[];
+  -- One batch of candidates, in claim order, locked.
+  c_run bigint[];
+  c_pipeline bigint[];
+  c_job bigint[];
+  c_attempt_count integer[];
+  c_pool text[];
+  c_limit integer[];
+  c_lease interval[];
   v_floor text[];
   v_full boolean;
   v_floored_until timestamptz;
@@ -37,19 +43,19 @@ declare
   v_ft timestamptz;
   v_fid bigint;
   v_last text[];
-  v_no_slot boolean := false;
-  v_taken_keys text[] := '{}';
-  -- What the claimed runs get, written in one statement per table after the scan.
+  v_n integer;
+  v_slots integer[];
+  -- The runs taken so far, in claim order, with their key and lease: written after the scan, one
+  -- statement per table for the whole batch.
   w_run bigint[] := '{}';
   w_pipeline bigint[] := '{}';
   w_job bigint[] := '{}';
   w_attempt bigint[] := '{}';
   w_attempt_no integer[] := '{}';
-  w_slot integer[] := '{}';
   w_key text[] := '{}';
   w_pool text[] := '{}';
   w_key_no integer[] := '{}';
-  w_expires timestamptz[] := '{}';
+  w_lease interval[] := '{}';
   -- Clock time, not transaction start: a runner claims in the same transaction as it reports, and
   -- a run must never look started before the parent that released it ended.
   v_now timestamptz := pg_catalog.clock_timestamp();
@@ -61,16 +67,22 @@ begin
   if claim.max_runs is null or claim.max_runs < 1 then
     raise exception 'max_runs must be at least 1, got %', claim.max_runs using errcode = 'invalid_parameter_value';
   end if;
-  select (s.value #>> '{}')::float8 into v_default_lease from etl.settings s where s.name = 'default_lease_seconds';
+  -- The global bound: with no free slot nothing can start (a look, not a lock; the slots are
+  -- taken below, once, for the whole batch).
+  if not exists (select 1 from etl.run_slots s where s.run_id is null and not s.retired) then
+    return;
+  end if;
+  select pg_catalog.make_interval(secs => (s.value #>> '{}')::float8) into v_default_lease
+    from etl.settings s where s.name = 'default_lease_seconds';
 
   -- Where this session's last scan stopped: (-priority, pipeline_run_id, -critical_path_ms,
-  -- next_attempt_at, run_id). Runs claimed
-  -- since then leave dead index entries at the head of runs_claimable_idx; an open snapshot
-  -- elsewhere (a long SQL procedure) keeps them from being pruned, and every full scan walks them.
-  -- When a full scan is seen to be slow (over 2 ms to its first row), the next claims of this
-  -- session for half a second start after the floor instead. Order is then exact except for runs
-  -- that land behind the floor (a higher priority, an older timestamp committed late), which the
-  -- full scan finds when the half second is over or when the floored scan comes up short.
+  -- next_attempt_at, run_id). Runs claimed since then leave dead index entries at the head of
+  -- runs_claimable_idx; an open snapshot elsewhere (a long SQL procedure) keeps them from being
+  -- pruned, and every full scan walks them. When a full scan is seen to be slow (over 2 ms to its
+  -- first row), the next claims of this session for half a second start after the floor instead.
+  -- Order is then exact except for runs that land behind the floor (a higher priority, an older
+  -- timestamp committed late), which the full scan finds when the half second is over or when the
+  -- floored scan comes up short.
   v_floor := pg_catalog.string_to_array(pg_catalog.current_setting('etl.claim_floor', true), '|');
   v_full := v_floor is null or pg_catalog.cardinality(v_floor) <> 6
             or pg_catalog.clock_timestamp() >= v_floor[6]::timestamptz;
@@ -85,127 +97,152 @@ begin
       v_floored_until := v_floor[6]::timestamptz;
     end if;
     v_started := pg_catalog.clock_timestamp();
+    v_exhausted := false;
     -- Highest priority first, then the oldest pipeline run, and in it the run that heads the
-    -- longest remaining chain (critical path first), then the oldest runnable; rows another claimer
-    -- holds are skipped, not waited for. An explicit cursor fetched row by row locks only the rows
-    -- it looks at.
+    -- longest remaining chain (critical path first), then the oldest runnable. The scan locks no
+    -- row: a run another claimer is taking is skipped by its advisory lock, and the runs kept are
+    -- then locked by one short statement. (A row lock taken by the scan itself would also land on
+    -- runs another claimer took after the scan's snapshot; their finishers would wait for this
+    -- transaction.)
     open v_cursor for
-      select r.run_id, r.job_id, r.pipeline_run_id, r.parameter_fingerprint, r.attempt_count, r.params,
-             r.dry_run, r.mode, r.logical_date, r.correlation_id, r.max_attempts, r.group_id, r.priority,
-             r.critical_path_ms,
-             r.next_attempt_at,
-             j.slug, j.kind, j.target, j.timeout, j.lease_duration, j.concurrency_key, j.concurrency_limit,
-             j.items_source, j.item_concurrency, j.supports_incremental, j.incremental_strategy,
-             j.cursor_lookback,
-             exists (select 1 from etl.job_refresh_targets t where t.job_id = r.job_id) as has_refreshes
+      select r.run_id, r.priority, r.pipeline_run_id, r.critical_path_ms, r.next_attempt_at, r.job_id,
+             r.attempt_count,
+             coalesce(j.concurrency_key, j.slug || ':' || r.parameter_fingerprint) as pool,
+             j.concurrency_limit, coalesce(j.lease_duration, v_default_lease) as lease
         from etl.runs r join etl.jobs j on j.job_id = r.job_id
        where r.status = 'queued' and r.next_attempt_at <= v_now
          and (-r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id)
              > (v_fp, v_fpr, v_fcp, v_ft, v_fid)
-         -- A run whose key a lock holds is passed over, not locked (a pool of one; larger pools
-         -- are checked below).
+         -- (Runs this call took are still queued until the writes below.)
+         and not r.run_id = any (w_run)
+         -- A run whose key a lock holds is passed over (a pool of one; larger pools are checked
+         -- below).
          and (j.concurrency_limit > 1
-              or not exists (select 1 from etl.job_locks l
-                              where l.concurrency_key = coalesce(j.concurrency_key, j.slug || ':' || r.parameter_fingerprint)
-                                and l.status = 'active'))
+              or not exists (select 1 from etl.job_locks k
+                              where k.concurrency_key = coalesce(j.concurrency_key, j.slug || ':' || r.parameter_fingerprint)
+                                and k.status = 'active'))
        order by -r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id
-       limit claim.max_runs * 4 + 1000
-         for update of r skip locked;
+       limit claim.max_runs * 4 + 1000;
+    <<batches>>
     loop
-      exit when v_claimed >= claim.max_runs;
-      fetch v_cursor into v_cand;
-      if v_full and v_last is null and pg_catalog.clock_timestamp() - v_started > interval '2 milliseconds' then
-        v_floored_until := pg_catalog.clock_timestamp() + interval '500 milliseconds';
-      end if;
-      exit when not found;
-      v_last := array[(-v_cand.priority)::text, v_cand.pipeline_run_id::text, (-v_cand.critical_path_ms)::text,
-                      v_cand.next_attempt_at::text, v_cand.run_id::text];
-    -- The global bound: a free slot, or nothing more can run now.
-    select s.slot_no into v_slot from etl.run_slots s
-     where s.run_id is null and not s.retired
-     limit 1 for update skip locked;
-    if v_slot is null then
-      v_no_slot := true;
-      exit;
-    end if;
-    -- The concurrency key: the first free slot of its pool, or this run waits.
-    v_pool := coalesce(v_cand.concurrency_key, v_cand.slug || ':' || v_cand.parameter_fingerprint);
-    v_lease := coalesce(v_cand.lease_duration, pg_catalog.make_interval(secs => v_default_lease));
-    v_lock_key := null;
-    v_key_no := null;
-    for k in 1 .. v_cand.concurrency_limit loop
-      v_lock_key := case when k = 1 then v_pool else v_pool || '#' || k end;
-      -- A key another claimer is taking (or a finisher releasing) right now is skipped, never
-      -- waited for (no deadlocks). Holding its advisory lock, a fresh look at the locks is exact.
-      if not v_lock_key = any (v_taken_keys)
-         and pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'), pg_catalog.hashtext(v_lock_key))
-         and not exists (select 1 from etl.job_locks l where l.concurrency_key = v_lock_key and l.status = 'active') then
-        v_key_no := k;
-        exit;
-      end if;
-    end loop;
-    continue when v_key_no is null;
-    update etl.run_slots set run_id = v_cand.run_id, claimed_at = v_now where slot_no = v_slot;
-
-    v_attempt := pg_catalog.nextval('etl.run_attempts_attempt_id_seq');
-    v_attempt_no := v_cand.attempt_count + 1;
-    v_taken_keys := v_taken_keys || v_lock_key;
-    w_run := w_run || v_cand.run_id; w_pipeline := w_pipeline || v_cand.pipeline_run_id;
-    w_job := w_job || v_cand.job_id; w_attempt := w_attempt || v_attempt;
-    w_attempt_no := w_attempt_no || v_attempt_no; w_slot := w_slot || v_slot;
-    w_key := w_key || v_lock_key; w_pool := w_pool || v_pool; w_key_no := w_key_no || v_key_no;
-    w_expires := w_expires || (v_now + v_lease);
-
-    run_id := v_cand.run_id; token := v_attempt; attempt_no := v_attempt_no;
-    pipeline_run_id := v_cand.pipeline_run_id; job_id := v_cand.job_id; job_slug := v_cand.slug;
-    kind := v_cand.kind; target := v_cand.target; params := v_cand.params;
-    cursor := case when v_cand.supports_incremental and v_cand.items_source is null then
-                etl._cursor_for(v_cand.job_id, v_cand.cursor_lookback, v_cand.parameter_fingerprint, v_cand.mode) end;
-    dry_run := v_cand.dry_run; mode := v_cand.mode; logical_date := v_cand.logical_date;
-    correlation_id := v_cand.correlation_id; max_attempts := v_cand.max_attempts;
-    timeout_ms := (extract(epoch from v_cand.timeout) * 1000)::bigint;
-    lease_expires_at := v_now + v_lease;
-    items_source := v_cand.items_source; item_concurrency := v_cand.item_concurrency;
-    group_id := v_cand.group_id;
-    -- A group leader brings its members: one unit, one transaction, on this runner.
-    group_members := case when v_cand.group_id is not null then
-                       etl._group_claim_members(v_cand.run_id, claim.worker, v_now, v_lease) end;
-    refreshes := v_cand.has_refreshes;
-    v_claimed := v_claimed + 1;
-    return next;
-    end loop;
+      c_run := '{}'; c_pipeline := '{}'; c_job := '{}'; c_attempt_count := '{}'; c_pool := '{}';
+      c_limit := '{}'; c_lease := '{}';
+      v_want := claim.max_runs - pg_catalog.cardinality(w_run);
+      while pg_catalog.cardinality(c_run) < v_want loop
+        fetch v_cursor into v_cand;
+        if v_full and v_last is null and pg_catalog.clock_timestamp() - v_started > interval '2 milliseconds' then
+          v_floored_until := pg_catalog.clock_timestamp() + interval '500 milliseconds';
+        end if;
+        if not found then
+          v_exhausted := true;
+          exit;
+        end if;
+        v_last := array[(-v_cand.priority)::text, v_cand.pipeline_run_id::text, (-v_cand.critical_path_ms)::text,
+                        v_cand.next_attempt_at::text, v_cand.run_id::text];
+        continue when not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('etl.runs'),
+                                                               (v_cand.run_id % 2147483648)::integer);
+        c_run := c_run || v_cand.run_id; c_pipeline := c_pipeline || v_cand.pipeline_run_id;
+        c_job := c_job || v_cand.job_id; c_attempt_count := c_attempt_count || v_cand.attempt_count;
+        c_pool := c_pool || v_cand.pool; c_limit := c_limit || v_cand.concurrency_limit;
+        c_lease := c_lease || v_cand.lease;
+      end loop;
+      exit batches when pg_catalog.cardinality(c_run) = 0;
+      -- Still queued (a fresh look, under the advisory locks) and not held by another transaction
+      -- (a cancel, the reaper): locked.
+      select pg_catalog.array_agg(l.run_id) into c_locked
+        from (select r.run_id from etl.runs r
+               where r.run_id = any (c_run) and r.status = 'queued' and r.next_attempt_at <= v_now
+                 for update skip locked) l;
+      for i in 1 .. pg_catalog.cardinality(c_run) loop
+        continue when c_locked is null or not c_run[i] = any (c_locked);
+        -- The concurrency key: the first free slot of its pool, or this run waits. A key another
+        -- claimer is taking (or a finisher releasing) right now is skipped, never waited for (no
+        -- deadlocks); holding its advisory lock, a fresh look at the locks is exact.
+        v_key_no := null;
+        for k in 1 .. c_limit[i] loop
+          v_lock_key := case when k = 1 then c_pool[i] else c_pool[i] || '#' || k end;
+          if not v_lock_key = any (w_key)
+             and pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'), pg_catalog.hashtext(v_lock_key))
+             and not exists (select 1 from etl.job_locks l where l.concurrency_key = v_lock_key and l.status = 'active') then
+            v_key_no := k;
+            exit;
+          end if;
+        end loop;
+        continue when v_key_no is null;
+        w_run := w_run || c_run[i]; w_pipeline := w_pipeline || c_pipeline[i]; w_job := w_job || c_job[i];
+        w_attempt_no := w_attempt_no || (c_attempt_count[i] + 1);
+        w_attempt := w_attempt || pg_catalog.nextval('etl.run_attempts_attempt_id_seq');
+        w_key := w_key || v_lock_key; w_pool := w_pool || c_pool[i]; w_key_no := w_key_no || v_key_no;
+        w_lease := w_lease || c_lease[i];
+      end loop;
+      exit batches when v_exhausted or pg_catalog.cardinality(w_run) >= claim.max_runs;
+    end loop batches;
     close v_cursor;
-    if v_last is not null then
-      perform pg_catalog.set_config('etl.claim_floor',
-        pg_catalog.array_to_string(v_last || v_floored_until::text, '|'), false);
-    end if;
-    exit passes when v_full or v_claimed >= claim.max_runs or v_no_slot;
+    exit passes when v_full or pg_catalog.cardinality(w_run) >= claim.max_runs;
     v_full := true;
   end loop passes;
-
-  -- The claimed runs' writes, one statement per table for the whole batch: the lock of each key,
-  -- the attempt (its id is the fencing token), the run running, and the event.
-  if v_claimed > 0 then
-    insert into etl.job_locks (concurrency_key, pool_key, slot_no, job_id, run_id, attempt_id, holder,
-                               acquired_at, expires_at)
-    select w.key, w.pool, w.key_no, w.job, w.run, w.attempt, claim.worker, v_now, w.expires
-      from unnest(w_key, w_pool, w_key_no, w_job, w_run, w_attempt, w_expires)
-           as w(key, pool, key_no, job, run, attempt, expires);
-    insert into etl.run_attempts (attempt_id, run_id, attempt_no, worker_id, claimed_at, started_at,
-                                  lease_expires_at, run_slot)
-    overriding system value
-    select w.attempt, w.run, w.attempt_no, claim.worker, v_now, v_now, w.expires, w.slot
-      from unnest(w_attempt, w_run, w_attempt_no, w_expires, w_slot)
-           as w(attempt, run, attempt_no, expires, slot);
-    update etl.runs r
-       set status = 'running', attempt_count = w.attempt_no, started_at = coalesce(r.started_at, v_now)
-      from unnest(w_run, w_attempt_no) as w(run, attempt_no)
-     where r.run_id = w.run;
-    insert into etl.run_events (run_id, pipeline_run_id, event_type, from_status, to_status, actor, detail)
-    select w.run, w.pipeline, 'status', 'queued', 'running', claim.worker,
-           pg_catalog.jsonb_build_object('attempt_no', w.attempt_no, 'token', w.attempt)
-      from unnest(w_run, w_pipeline, w_attempt_no, w_attempt) as w(run, pipeline, attempt_no, attempt);
+  if v_last is not null then
+    perform pg_catalog.set_config('etl.claim_floor',
+      pg_catalog.array_to_string(v_last || v_floored_until::text, '|'), false);
   end if;
+  v_n := pg_catalog.cardinality(w_run);
+  if v_n = 0 then
+    return;
+  end if;
+
+  -- The global bound: a free slot per run, taken in one statement; runs beyond the free slots
+  -- are not claimed (the last in claim order).
+  select pg_catalog.array_agg(f.slot_no order by f.slot_no) into v_slots
+    from (select s.slot_no from etl.run_slots s
+           where s.run_id is null and not s.retired
+           order by s.slot_no limit v_n
+             for update skip locked) f;
+  v_n := coalesce(pg_catalog.cardinality(v_slots), 0);
+  if v_n = 0 then
+    return;
+  end if;
+  w_run := w_run[1:v_n];
+
+  -- The batch's writes, one statement per table: the lock of each key, the attempt (its id is the
+  -- fencing token), the slots, the runs running, their events.
+  insert into etl.job_locks (concurrency_key, pool_key, slot_no, job_id, run_id, attempt_id, holder,
+                             acquired_at, expires_at)
+  select w.key, w.pool, w.key_no, w.job, w.run, w.attempt, claim.worker, v_now, v_now + w.lease
+    from unnest(w_key[1:v_n], w_pool[1:v_n], w_key_no[1:v_n], w_job[1:v_n], w_run, w_attempt[1:v_n], w_lease[1:v_n])
+         as w(key, pool, key_no, job, run, attempt, lease);
+  insert into etl.run_attempts (attempt_id, run_id, attempt_no, worker_id, claimed_at, started_at,
+                                lease_expires_at, run_slot)
+  overriding system value
+  select w.attempt, w.run, w.attempt_no, claim.worker, v_now, v_now, v_now + w.lease, w.slot
+    from unnest(w_attempt[1:v_n], w_run, w_attempt_no[1:v_n], w_lease[1:v_n], v_slots)
+         as w(attempt, run, attempt_no, lease, slot);
+  for i in 1 .. v_n loop
+    update etl.run_slots s set run_id = w_run[i], claimed_at = v_now where s.slot_no = v_slots[i];
+  end loop;
+  update etl.runs r
+     set status = 'running', attempt_count = w.attempt_no, started_at = coalesce(r.started_at, v_now)
+    from unnest(w_run, w_attempt_no[1:v_n]) as w(run, attempt_no)
+   where r.run_id = w.run;
+  insert into etl.run_events (run_id, pipeline_run_id, event_type, from_status, to_status, actor, detail)
+  select w.run, w.pipeline, 'status', 'queued', 'running', claim.worker,
+         pg_catalog.jsonb_build_object('attempt_no', w.attempt_no, 'token', w.attempt)
+    from unnest(w_run, w_pipeline[1:v_n], w_attempt_no[1:v_n], w_attempt[1:v_n]) as w(run, pipeline, attempt_no, attempt);
+
+  -- What the runner needs, in claim order. A group leader brings its members: one unit, one
+  -- transaction, on this runner.
+  return query
+  select r.run_id, w.attempt, r.attempt_count, r.pipeline_run_id, r.job_id, j.slug, j.kind, j.target, r.params,
+         case when j.supports_incremental and j.items_source is null then
+           etl._cursor_for(j.job_id, j.cursor_lookback, r.parameter_fingerprint, r.mode) end,
+         r.dry_run, r.mode, r.logical_date, r.correlation_id, r.max_attempts,
+         (extract(epoch from j.timeout) * 1000)::bigint, v_now + w.lease, j.items_source, j.item_concurrency,
+         r.group_id,
+         case when r.group_id is not null then etl._group_claim_members(r.run_id, claim.worker, v_now, w.lease) end,
+         exists (select 1 from etl.job_refresh_targets t where t.job_id = r.job_id)
+    from unnest(w_run, w_attempt[1:v_n], w_lease[1:v_n]) with ordinality as w(run, attempt, lease, ord)
+    join etl.runs r on r.run_id = w.run
+    join etl.jobs j on j.job_id = r.job_id
+   order by w.ord;
 end;
 $$;
 comment on function etl.claim(text, integer) is

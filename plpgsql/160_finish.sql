@@ -238,7 +238,7 @@ begin
   end if;
   -- (The finalizer's own first check, inline: most finishes leave siblings to run.)
   if not exists (select 1 from etl.runs r where r.pipeline_run_id = p_run.pipeline_run_id
-                                           and r.status in ('pending', 'queued', 'running')) then
+                                           and r.status in ('pending', 'queued')) then
     perform etl._finalize_pipeline(p_run.pipeline_run_id);
   end if;
   return v_status;
@@ -427,14 +427,11 @@ begin
    where e.dedupe_key in (select 'run_failed:' || j.slug from etl.runs r join etl.jobs j on j.job_id = r.job_id
                            where r.run_id = any (p_run_ids))
      and e.status <> 'resolved';
-  -- A pipeline run whose last open run this was closes.
+  -- A pipeline run whose last open run this was closes (in id order: finalizers wait on each other).
   for v_pipeline in
     select distinct r.pipeline_run_id from etl.runs r where r.run_id = any (p_run_ids) order by 1
   loop
-    if not exists (select 1 from etl.runs r where r.pipeline_run_id = v_pipeline
-                                             and r.status in ('pending', 'queued', 'running')) then
-      perform etl._finalize_pipeline(v_pipeline);
-    end if;
+    perform etl._finalize_pipeline(v_pipeline);
   end loop;
 end;
 $$;

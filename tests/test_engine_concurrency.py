@@ -341,6 +341,40 @@ def test_two_finishes_of_one_attempt_race_and_only_one_wins(db):
     assert sorted(results) == ["ETL01", "ETL01", "ETL01", "success"]
 
 
+@pytest.mark.parametrize("via", ["finish", "finish_many"])
+def test_the_last_two_finishers_of_a_pipeline_run_close_it(db, via):
+    """Each of the last two runs finishes while the other is still running in its snapshot: the
+    second finalizer waits for the first to commit and then closes the pipeline run."""
+    with db.connect() as conn:
+        slugs = make_jobs(conn, 2)
+        run_ids = trigger(conn, slugs)
+        claimed = {r["run_id"]: r["token"] for r in conn.execute("select run_id, token from etl.claim('w', 2)")}
+        assert sorted(claimed) == run_ids
+        pid = conn.execute("select pipeline_run_id as p from etl.runs where run_id = %s", (run_ids[0],)).fetchone()["p"]
+
+    def finish_sql(conn, run_id):
+        if via == "finish":
+            return conn.execute("select etl.finish(%s, %s, %s) as s", (run_id, claimed[run_id], SUCCESS))
+        return conn.execute("select status as s from etl.finish_many(%s::jsonb)", (
+            f'[{{"run_id": {run_id}, "token": {claimed[run_id]}, "outcome": {SUCCESS}}}]',))
+
+    with db.connect() as first, db.connect() as second, db.connect() as watch:
+        first.autocommit = second.autocommit = False
+        assert finish_sql(first, run_ids[0]).fetchone()["s"] == "success"   # not committed yet
+        second_pid = second.info.backend_pid
+        with ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(lambda: (finish_sql(second, run_ids[1]).fetchone()["s"], second.commit()))
+            # The second finisher sees the first run still running and waits for its commit.
+            wait_for(lambda: watch.execute(
+                "select wait_event_type = 'Lock' as w from pg_stat_activity where pid = %s",
+                (second_pid,)).fetchone()["w"], what="the second finisher to wait on the first")
+            first.commit()
+            assert fut.result(timeout=DEADLINE_S)[0] == "success"
+        row = watch.execute("select status, ended_at is not null as ended from etl.pipeline_runs "
+                            "where pipeline_run_id = %s", (pid,)).fetchone()
+    assert row == {"status": "success", "ended": True}
+
+
 # --------------------------------------------------------------------------------------------
 # e. idempotent enqueue
 
