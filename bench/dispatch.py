@@ -273,8 +273,8 @@ PGBENCH_SCRIPTS = {
     1: "select run_id, token from etl.claim('pgb' || :client_id, 1) \\gset\n"
        "select etl.finish(:run_id, :token, '{\"status\": \"success\"}')\n",
     # batched: one claim of 50 commits, then one finish_many of them commits
-    50: "select jsonb_agg(jsonb_build_object('run_id', run_id, 'token', token,\n"
-        "       'outcome', '{\"status\": \"success\"}'::jsonb)) as reports\n"
+    50: "select coalesce(jsonb_agg(jsonb_build_object('run_id', run_id, 'token', token,\n"
+        "       'outcome', '{\"status\": \"success\"}'::jsonb)), '[]') as reports\n"
         "  from etl.claim('pgb' || :client_id, 50) \\gset\n"
         "select count(*) from etl.finish_many(:reports::jsonb)\n",
 }
@@ -283,12 +283,15 @@ PGBENCH_SCRIPTS = {
 def pgbench_push(clients: int, batch: int, runs: int) -> tuple[int, float, int]:
     """(a) and (b) driven by pgbench (-M prepared, a C client: the harness takes no CPU from the
     engine to speak of). Each script run claims and finishes `batch` runs in two transactions.
-    Returns (runs done, seconds, failed script runs). The queue must hold more than `runs`."""
+    Returns (runs done, seconds, failed script runs); runs done are counted in the database (a batch
+    claim near the end of the queue comes back short). The queue must hold more than `runs`."""
     per_client = max(1, runs // (clients * batch))
     script = Path(os.environ.get("TMPDIR", "/tmp")) / f"etl_bench_dispatch_{batch}.sql"
     script.write_text(PGBENCH_SCRIPTS[batch])
     sock = str(settings.embedded().socket_dir)
     port = str(settings.embedded().port)
+    with connect() as conn:
+        before = conn.execute("select count(*) as n from etl.runs where status = 'success'").fetchone()["n"]
     t0 = time.perf_counter()
     res = subprocess.run([str(PG_BIN / "pgbench"), "-h", sock, "-p", port, "-U", "postgres", "-n",
                           "-M", "prepared", "--max-tries", "10", "-f", str(script), "-c", str(clients),
@@ -297,11 +300,13 @@ def pgbench_push(clients: int, batch: int, runs: int) -> tuple[int, float, int]:
     out = res.stdout + res.stderr
     if res.returncode != 0:
         raise RuntimeError(f"pgbench failed:\n{out}")
-    done = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
+    scripts = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
     failed = re.search(r"number of failed transactions: (\d+)", out)
     m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
-    seconds = done / float(m.group(1)) if m else elapsed
-    return done * batch, seconds, int(failed.group(1)) if failed else 0
+    seconds = scripts / float(m.group(1)) if m else elapsed
+    with connect() as conn:
+        done = conn.execute("select count(*) as n from etl.runs where status = 'success'").fetchone()["n"] - before
+    return done, seconds, int(failed.group(1)) if failed else 0
 
 
 # ----------------------------------------------------------------------------------------- (c)

@@ -38,6 +38,14 @@ SELECT g FROM pg_catalog.generate_series(1, (SELECT (value #>> '{}')::int FROM e
 ALTER TABLE etl.run_attempts ADD COLUMN run_slot integer;
 COMMENT ON COLUMN etl.run_attempts.run_slot IS 'The etl.run_slots slot this attempt holds while running.';
 ALTER TABLE etl.runs SET (fillfactor = 90);
+-- The small hot tables churn a row or two per run (a lock inserted and deleted, a slot taken and
+-- freed): vacuum them after every 1,000 dead rows, unthrottled, not after 20% of their tiny size.
+-- Their dead rows are what every claim walks.
+ALTER TABLE etl.job_locks SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+                               autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 1000,
+                               autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE etl.run_slots SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+                               autovacuum_vacuum_cost_delay = 0);
 
 -- The runnable set stays tiny and apart from history: partial indexes on queued and waiting runs.
 -- In claim order: priority, then the oldest pipeline run, then its longest remaining chain, then

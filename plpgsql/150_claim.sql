@@ -18,21 +18,14 @@ as $$
 declare
   v_lock_key text;
   v_key_no integer;
-  v_pool text;
   v_default_lease interval;
   v_cand record;
   v_cursor refcursor;
   v_exhausted boolean;
   v_want integer;
-  c_locked bigint[];
-  -- One batch of candidates, in claim order, locked.
+  v_row record;
+  -- One batch of candidates, in claim order, that no other claimer is taking.
   c_run bigint[];
-  c_pipeline bigint[];
-  c_job bigint[];
-  c_attempt_count integer[];
-  c_pool text[];
-  c_limit integer[];
-  c_lease interval[];
   v_floor text[];
   v_full boolean;
   v_floored_until timestamptz;
@@ -105,28 +98,18 @@ begin
     -- runs another claimer took after the scan's snapshot; their finishers would wait for this
     -- transaction.)
     open v_cursor for
-      select r.run_id, r.priority, r.pipeline_run_id, r.critical_path_ms, r.next_attempt_at, r.job_id,
-             r.attempt_count,
-             coalesce(j.concurrency_key, j.slug || ':' || r.parameter_fingerprint) as pool,
-             j.concurrency_limit, coalesce(j.lease_duration, v_default_lease) as lease
-        from etl.runs r join etl.jobs j on j.job_id = r.job_id
+      select r.run_id, r.priority, r.pipeline_run_id, r.critical_path_ms, r.next_attempt_at
+        from etl.runs r
        where r.status = 'queued' and r.next_attempt_at <= v_now
          and (-r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id)
              > (v_fp, v_fpr, v_fcp, v_ft, v_fid)
          -- (Runs this call took are still queued until the writes below.)
          and not r.run_id = any (w_run)
-         -- A run whose key a lock holds is passed over (a pool of one; larger pools are checked
-         -- below).
-         and (j.concurrency_limit > 1
-              or not exists (select 1 from etl.job_locks k
-                              where k.concurrency_key = coalesce(j.concurrency_key, j.slug || ':' || r.parameter_fingerprint)
-                                and k.status = 'active'))
        order by -r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id
        limit claim.max_runs * 4 + 1000;
     <<batches>>
     loop
-      c_run := '{}'; c_pipeline := '{}'; c_job := '{}'; c_attempt_count := '{}'; c_pool := '{}';
-      c_limit := '{}'; c_lease := '{}';
+      c_run := '{}';
       v_want := claim.max_runs - pg_catalog.cardinality(w_run);
       while pg_catalog.cardinality(c_run) < v_want loop
         fetch v_cursor into v_cand;
@@ -139,28 +122,35 @@ begin
         end if;
         v_last := array[(-v_cand.priority)::text, v_cand.pipeline_run_id::text, (-v_cand.critical_path_ms)::text,
                         v_cand.next_attempt_at::text, v_cand.run_id::text];
+        -- Another claimer is taking it: skipped at the cost of a lock in memory (under load the head
+        -- of the queue is mostly such runs).
         continue when not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('etl.runs'),
                                                                (v_cand.run_id % 2147483648)::integer);
-        c_run := c_run || v_cand.run_id; c_pipeline := c_pipeline || v_cand.pipeline_run_id;
-        c_job := c_job || v_cand.job_id; c_attempt_count := c_attempt_count || v_cand.attempt_count;
-        c_pool := c_pool || v_cand.pool; c_limit := c_limit || v_cand.concurrency_limit;
-        c_lease := c_lease || v_cand.lease;
+        c_run := c_run || v_cand.run_id;
       end loop;
       exit batches when pg_catalog.cardinality(c_run) = 0;
-      -- Still queued (a fresh look, under the advisory locks) and not held by another transaction
-      -- (a cancel, the reaper): locked.
-      select pg_catalog.array_agg(l.run_id) into c_locked
-        from (select r.run_id from etl.runs r
-               where r.run_id = any (c_run) and r.status = 'queued' and r.next_attempt_at <= v_now
-                 for update skip locked) l;
-      for i in 1 .. pg_catalog.cardinality(c_run) loop
-        continue when c_locked is null or not c_run[i] = any (c_locked);
+      -- Still queued (a fresh look, under the advisory locks), not held by another transaction (a
+      -- cancel, the reaper), and not waiting for a key a lock holds (a pool of one; larger pools
+      -- are looked at below): locked, in claim order.
+      for v_row in
+        select r.run_id, r.pipeline_run_id, r.job_id, r.attempt_count,
+               coalesce(j.concurrency_key, j.slug || ':' || r.parameter_fingerprint) as pool,
+               j.concurrency_limit, coalesce(j.lease_duration, v_default_lease) as lease
+          from etl.runs r join etl.jobs j on j.job_id = r.job_id
+         where r.run_id = any (c_run) and r.status = 'queued' and r.next_attempt_at <= v_now
+           and (j.concurrency_limit > 1
+                or not exists (select 1 from etl.job_locks k
+                                where k.concurrency_key = coalesce(j.concurrency_key, j.slug || ':' || r.parameter_fingerprint)
+                                  and k.status = 'active'))
+         order by -r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id
+           for update of r skip locked
+      loop
         -- The concurrency key: the first free slot of its pool, or this run waits. A key another
         -- claimer is taking (or a finisher releasing) right now is skipped, never waited for (no
         -- deadlocks); holding its advisory lock, a fresh look at the locks is exact.
         v_key_no := null;
-        for k in 1 .. c_limit[i] loop
-          v_lock_key := case when k = 1 then c_pool[i] else c_pool[i] || '#' || k end;
+        for k in 1 .. v_row.concurrency_limit loop
+          v_lock_key := case when k = 1 then v_row.pool else v_row.pool || '#' || k end;
           if not v_lock_key = any (w_key)
              and pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'), pg_catalog.hashtext(v_lock_key))
              and not exists (select 1 from etl.job_locks l where l.concurrency_key = v_lock_key and l.status = 'active') then
@@ -169,11 +159,11 @@ begin
           end if;
         end loop;
         continue when v_key_no is null;
-        w_run := w_run || c_run[i]; w_pipeline := w_pipeline || c_pipeline[i]; w_job := w_job || c_job[i];
-        w_attempt_no := w_attempt_no || (c_attempt_count[i] + 1);
+        w_run := w_run || v_row.run_id; w_pipeline := w_pipeline || v_row.pipeline_run_id;
+        w_job := w_job || v_row.job_id; w_attempt_no := w_attempt_no || (v_row.attempt_count + 1);
         w_attempt := w_attempt || pg_catalog.nextval('etl.run_attempts_attempt_id_seq');
-        w_key := w_key || v_lock_key; w_pool := w_pool || c_pool[i]; w_key_no := w_key_no || v_key_no;
-        w_lease := w_lease || c_lease[i];
+        w_key := w_key || v_lock_key; w_pool := w_pool || v_row.pool; w_key_no := w_key_no || v_key_no;
+        w_lease := w_lease || v_row.lease;
       end loop;
       exit batches when v_exhausted or pg_catalog.cardinality(w_run) >= claim.max_runs;
     end loop batches;

@@ -111,6 +111,8 @@ def _write_config(c: Embedded) -> None:
         "wal_buffers = '16MB'\n"
         "max_wal_size = '4GB'\n"
         "checkpoint_timeout = '15min'\n"
+        # the engine's small hot tables (locks, slots) need vacuuming every few seconds under load
+        "autovacuum_naptime = '5s'\n"
         "timezone = 'UTC'\n"
         "log_timezone = 'UTC'\n"
         "lc_messages = 'C'\n"

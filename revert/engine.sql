@@ -44,6 +44,9 @@ END
 $drop$;
 
 DROP INDEX IF EXISTS etl.job_locks_attempt_idx;
+ALTER TABLE etl.job_locks RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold,
+                                 autovacuum_vacuum_insert_scale_factor, autovacuum_vacuum_insert_threshold,
+                                 autovacuum_vacuum_cost_delay);
 DROP INDEX IF EXISTS etl.runs_waiting_upstream_idx;
 DROP INDEX IF EXISTS etl.runs_queued_next_attempt_idx;
 DROP INDEX IF EXISTS etl.runs_claimable_idx;
