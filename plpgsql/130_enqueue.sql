@@ -356,7 +356,7 @@ create or replace function etl.trigger_pipeline(
 returns bigint
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_pid bigint;
@@ -397,7 +397,7 @@ create or replace function etl.run_job(
 returns bigint
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_run bigint;

@@ -126,15 +126,22 @@ begin
   -- The children in the pipeline runs of these runs, each locked and looked at once, in id order
   -- (two finishers lock shared children in the same order).
   for v_child in
-    select distinct d.child_run_id from etl.run_dependencies d where d.parent_run_id = any (p_run_ids)
-    union
-    -- Runs triggered alone elsewhere that wait for these jobs' latest runs to succeed.
-    select w.run_id from etl.runs p
+    select distinct d.child_run_id from etl.run_dependencies d where d.parent_run_id = any (p_run_ids) order by 1
+  loop
+    perform 1 from etl.runs where run_id = v_child for update;
+    if etl._try_release(v_child) then
+      v_released := v_released + 1;
+    end if;
+  end loop;
+  -- Runs triggered alone elsewhere that wait for these jobs' latest runs to succeed.
+  for v_child in
+    select distinct w.run_id
+      from etl.runs p
       join etl.job_dependencies jd on jd.parent_job_id = p.job_id
       join etl.runs w on w.job_id = jd.child_job_id
      where p.run_id = any (p_run_ids)
        and w.status = 'pending' and w.wait_until is not null and w.pipeline_run_id <> p.pipeline_run_id
-    order by 1
+     order by 1
   loop
     perform 1 from etl.runs where run_id = v_child for update;
     if etl._try_release(v_child) then

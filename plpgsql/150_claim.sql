@@ -10,7 +10,7 @@ returns table (
   group_members jsonb, refreshes boolean)
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 -- One cached plan per statement: a custom plan for each call's arrays would cost more to plan
 -- than to run.
 set plan_cache_mode = force_generic_plan
@@ -297,7 +297,7 @@ create or replace function etl.heartbeat(run_id bigint, token bigint)
 returns jsonb
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_run etl.runs;

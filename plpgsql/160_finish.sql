@@ -326,7 +326,7 @@ create or replace function etl.finish(run_id bigint, token bigint, outcome jsonb
 returns text
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_run etl.runs;
@@ -444,7 +444,7 @@ create or replace function etl.finish_many(reports jsonb)
 returns table (run_id bigint, status text)
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one per call
 as $$
 declare

@@ -20,7 +20,7 @@ create or replace function etl.cancel(run_id bigint, reason text)
 returns text
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_run etl.runs;
@@ -66,7 +66,7 @@ create or replace function etl.cancel_pipeline(pipeline_run_id bigint, reason te
 returns integer
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_run bigint;
@@ -123,7 +123,7 @@ create or replace function etl.retry(run_id bigint, reason text)
 returns integer
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_run etl.runs;
@@ -177,7 +177,7 @@ create or replace function etl.retry_pipeline(pipeline_run_id bigint, reason tex
 returns integer
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_run etl.runs;
@@ -222,7 +222,7 @@ create or replace function etl.set_setting(name text, value jsonb, reason text)
 returns jsonb
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_old etl.settings;
@@ -268,7 +268,7 @@ returns timestamptz
 language sql
 stable
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
   select pg_catalog.min(r.next_attempt_at) from etl.runs r where r.status = 'queued'
 $$;
@@ -280,7 +280,7 @@ create or replace function etl.approve(pipeline_run_id bigint, reason text, appr
 returns integer
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_pr etl.pipeline_runs;

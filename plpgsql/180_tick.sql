@@ -85,7 +85,7 @@ create or replace function etl.tick()
 returns jsonb
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_schedule etl.schedules;
@@ -173,7 +173,7 @@ create or replace function etl.backfill(
 returns table (logical_date timestamptz, action text, pipeline_run_id bigint)
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_schedule etl.schedules;

@@ -106,7 +106,7 @@ create or replace function etl.start_items(run_id bigint, token bigint, items js
 returns table (item_id bigint, item_no integer, params jsonb, param_hash text, cursor jsonb, attempt_count integer)
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_run etl.runs;
@@ -157,7 +157,7 @@ create or replace function etl.finish_item(run_id bigint, token bigint, item_id 
 returns text
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_item etl.run_items;

@@ -25,7 +25,7 @@ returns table (refresh_target_id bigint, schema_name text, view_name text, seque
 language plpgsql
 stable
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 begin
   perform etl._attempt_is_current(refresh_plan.run_id, refresh_plan.token);
@@ -54,7 +54,7 @@ create or replace function etl.refresh_view(run_id bigint, token bigint, refresh
 returns jsonb
 language plpgsql
 security definer
-set search_path = etl, pg_temp
+set search_path = ''
 as $$
 declare
   v_target etl.refresh_targets;
