@@ -139,9 +139,11 @@ begin
           from etl.runs r join etl.jobs j on j.job_id = r.job_id
          where r.run_id = any (c_run) and r.status = 'queued' and r.next_attempt_at <= v_now
            and (j.concurrency_limit > 1
+                -- (OFFSET 0: a probe of the key's index entry per run, never a hash of every
+                -- active lock, whose dead entries a long snapshot elsewhere keeps.)
                 or not exists (select 1 from etl.job_locks k
                                 where k.concurrency_key = coalesce(j.concurrency_key, j.slug || ':' || r.parameter_fingerprint)
-                                  and k.status = 'active'))
+                                  and k.status = 'active' offset 0))
          order by -r.priority, r.pipeline_run_id, -r.critical_path_ms, r.next_attempt_at, r.run_id
            for update of r skip locked
       loop
