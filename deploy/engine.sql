@@ -55,7 +55,9 @@ CREATE INDEX runs_claimable_idx ON etl.runs ((-priority), pipeline_run_id, (-cri
   WHERE status = 'queued';
 CREATE INDEX runs_queued_next_attempt_idx ON etl.runs (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX runs_waiting_upstream_idx ON etl.runs (job_id) WHERE status = 'pending' AND wait_until IS NOT NULL;
-CREATE INDEX job_locks_attempt_idx ON etl.job_locks (attempt_id) WHERE status = 'active';
+-- Not partial: a partial index on status = 'active' would also be a way to read every active lock,
+-- and the planner took it for the claim's key check (one_active_lock_per_key is the way: one probe).
+CREATE INDEX job_locks_attempt_idx ON etl.job_locks (attempt_id);
 
 \ir ../plpgsql/100_core.sql
 \ir ../plpgsql/120_params.sql

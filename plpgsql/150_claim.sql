@@ -38,6 +38,7 @@ declare
   v_last text[];
   v_n integer;
   v_slots integer[];
+  v_start integer;
   -- The runs taken so far, in claim order, with their key and lease: written after the scan, one
   -- statement per table for the whole batch.
   w_run bigint[] := '{}';
@@ -61,8 +62,12 @@ begin
     raise exception 'max_runs must be at least 1, got %', claim.max_runs using errcode = 'invalid_parameter_value';
   end if;
   -- The global bound: with no free slot nothing can start (a look, not a lock; the slots are
-  -- taken below, once, for the whole batch).
-  if not exists (select 1 from etl.run_slots s where s.run_id is null and not s.retired) then
+  -- taken below, once, for the whole batch). Looks start at a random slot and wrap around: every
+  -- slot row gets its share of the updates, so none grows a long chain of row versions that a
+  -- long snapshot elsewhere keeps from being pruned (and every look at that slot would walk).
+  v_start := 1 + pg_catalog.floor(pg_catalog.random() * (select max(s.slot_no) from etl.run_slots s))::integer;
+  if not (exists (select 1 from etl.run_slots s where s.slot_no >= v_start and s.run_id is null and not s.retired)
+          or exists (select 1 from etl.run_slots s where s.slot_no < v_start and s.run_id is null and not s.retired)) then
     return;
   end if;
   select pg_catalog.make_interval(secs => (s.value #>> '{}')::float8) into v_default_lease
@@ -182,14 +187,21 @@ begin
     return;
   end if;
 
-  -- The global bound: a free slot per run, taken in one statement; runs beyond the free slots
+  -- The global bound: a free slot per run, from the random start on; runs beyond the free slots
   -- are not claimed (the last in claim order).
-  select pg_catalog.array_agg(f.slot_no order by f.slot_no) into v_slots
+  select pg_catalog.array_agg(f.slot_no) into v_slots
     from (select s.slot_no from etl.run_slots s
-           where s.run_id is null and not s.retired
+           where s.slot_no >= v_start and s.run_id is null and not s.retired
            order by s.slot_no limit v_n
              for update skip locked) f;
-  v_n := coalesce(pg_catalog.cardinality(v_slots), 0);
+  if coalesce(pg_catalog.cardinality(v_slots), 0) < v_n then
+    v_slots := coalesce(v_slots, '{}') || array(
+      select s.slot_no from etl.run_slots s
+       where s.slot_no < v_start and s.run_id is null and not s.retired
+       order by s.slot_no limit v_n - coalesce(pg_catalog.cardinality(v_slots), 0)
+         for update skip locked);
+  end if;
+  v_n := pg_catalog.cardinality(v_slots);
   if v_n = 0 then
     return;
   end if;
