@@ -267,11 +267,13 @@ begin
     select r.run_id from etl.runs r
      where r.pipeline_run_id = p_pipeline_run_id and r.status = 'pending' and r.group_id is null
        and not exists (select 1 from etl.run_dependencies d where d.child_run_id = r.run_id)
+       -- (CASE: the latest-run lookup only for a parent outside the pipeline run, not for each edge.)
        and not exists (select 1 from etl.job_dependencies jd
                         where jd.child_job_id = r.job_id
-                          and not exists (select 1 from etl.runs pr
-                                           where pr.pipeline_run_id = p_pipeline_run_id and pr.job_id = jd.parent_job_id)
-                          and not etl._latest_run_succeeded(jd.parent_job_id))
+                          and case when exists (select 1 from etl.runs pr
+                                                 where pr.pipeline_run_id = p_pipeline_run_id and pr.job_id = jd.parent_job_id)
+                                   then false
+                                   else not etl._latest_run_succeeded(jd.parent_job_id) end)
   ), queued as (
     update etl.runs r set status = 'queued', queued_at = v_now, next_attempt_at = v_now
       from ready where r.run_id = ready.run_id

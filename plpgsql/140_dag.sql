@@ -89,9 +89,11 @@ begin
                      or (v_run.group_id is not null
                          and jd.child_job_id in (select m.job_id from etl.runs m
                                                   where m.group_leader_run_id = p_run_id)))
-                and not exists (select 1 from etl.runs pr
-                                 where pr.pipeline_run_id = v_run.pipeline_run_id and pr.job_id = jd.parent_job_id)
-                and not etl._latest_run_succeeded(jd.parent_job_id)) then
+                -- (CASE: the latest-run lookup only for a parent outside the pipeline run.)
+                and case when exists (select 1 from etl.runs pr
+                                       where pr.pipeline_run_id = v_run.pipeline_run_id and pr.job_id = jd.parent_job_id)
+                         then false
+                         else not etl._latest_run_succeeded(jd.parent_job_id) end) then
     if v_run.wait_until is null then
       select coalesce(j.upstream_wait_limit,
                       pg_catalog.make_interval(secs => (select (s.value #>> '{}')::float8 from etl.settings s
