@@ -255,8 +255,10 @@ comment on function etl.claim(text, integer) is
   'running than settings.parallel_jobs (a slot pool), never two active locks on one concurrency key '
   '(default key: job slug and parameter fingerprint; a pool of concurrency_limit slots per key). '
   'Writes the attempt row and returns what the runner needs, with token (the attempt id, a fencing '
-  'token for heartbeat and finish) and lease_expires_at. FOR UPDATE SKIP LOCKED: claimers never wait '
-  'on each other.';
+  'token for heartbeat and finish) and lease_expires_at. Claimers never wait on each other or on a '
+  'finisher: the queue is scanned without row locks, a run another claimer is taking is passed over '
+  'by its advisory lock, the runs kept are locked with SKIP LOCKED, and a batch is written one '
+  'statement per table.';
 
 create or replace function etl._lock_current_attempt(p_run_id bigint, p_token bigint)
 returns etl.runs
