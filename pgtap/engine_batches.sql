@@ -7,7 +7,7 @@
 -- the refusals (stale token, duplicate, unknown run) that leave the whole batch unwritten.
 
 BEGIN;
-SELECT plan(78);
+SELECT plan(80);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -439,6 +439,12 @@ SELECT is((SELECT row(count(*), max(attempt_no), max(worker_id))::text FROM etl.
             WHERE run_id = etl_test.v('fl_pool')),
           '(1,1,fw)', 'it claims the run after the floor exactly once');
 SELECT etl_test.full_scan();
+
+-- ---------------------------------------------------------------- 10. max_runs bounds
+SELECT throws_ok($$SELECT * FROM etl.claim('bw', 0)$$, '22023', 'max_runs must be at least 1, got 0',
+    'claim refuses max_runs 0 with 22023');
+SELECT throws_ok($$SELECT * FROM etl.claim('bw', 1001)$$, '22023', 'max_runs must be at most 1000, got 1001 (claim in batches)',
+    'claim refuses max_runs above 1000 with 22023: each claimed run holds two advisory locks to commit');
 
 SELECT * FROM finish();
 ROLLBACK;

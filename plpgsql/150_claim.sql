@@ -61,6 +61,12 @@ begin
   if claim.max_runs is null or claim.max_runs < 1 then
     raise exception 'max_runs must be at least 1, got %', claim.max_runs using errcode = 'invalid_parameter_value';
   end if;
+  -- Each run a claim takes holds two advisory locks to commit (the run, its key): bounded, so that
+  -- one call cannot fill the shared lock table.
+  if claim.max_runs > 1000 then
+    raise exception 'max_runs must be at most 1000, got % (claim in batches)', claim.max_runs
+      using errcode = 'invalid_parameter_value';
+  end if;
   -- The global bound: with no free slot nothing can start (a look, not a lock; the slots are
   -- taken below, once, for the whole batch). Looks start at a random slot and wrap around: every
   -- slot row gets its share of the updates, so none grows a long chain of row versions that a
