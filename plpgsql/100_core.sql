@@ -58,9 +58,11 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  if pg_catalog.current_setting('etl.notified', true) is distinct from 'on'
-     and exists (select 1 from etl.runs r where r.run_id = new.run_id and r.status = 'queued') then
-    perform etl._notify_runnable(new.run_id);
+  -- (Two IFs: the cheap test alone, and the query planned once rather than with the setting.)
+  if pg_catalog.current_setting('etl.notified', true) is distinct from 'on' then
+    if exists (select 1 from etl.runs r where r.run_id = new.run_id and r.status = 'queued') then
+      perform etl._notify_runnable(new.run_id);
+    end if;
   end if;
   return null;
 end;

@@ -30,9 +30,12 @@ declare
   v_value jsonb;
   v_ok boolean;
 begin
-  -- Most jobs declare no parameters and get none: nothing to check or fill in.
-  if v_out = '{}'::jsonb and not exists (select 1 from etl.job_parameters jp where jp.job_id = p_job_id) then
-    return v_out;
+  -- Most jobs declare no parameters and get none: nothing to check or fill in. (Two IFs: an
+  -- expression that a known parameter folds to false gets a fresh plan on every call.)
+  if v_out = '{}'::jsonb then
+    if not exists (select 1 from etl.job_parameters jp where jp.job_id = p_job_id) then
+      return v_out;
+    end if;
   end if;
   select slug into v_slug from etl.jobs where job_id = p_job_id;
   if pg_catalog.jsonb_typeof(v_out) <> 'object' then

@@ -110,16 +110,18 @@ begin
   select j.* into v_job from etl.jobs j where j.job_id = p_run.job_id;
 
   -- A run with items: the engine, not the runner, says how it went.
-  if v_job.items_source is not null and exists (select 1 from etl.run_items i where i.run_id = p_run.run_id) then
-    v_items := etl._item_outcome(p_run, v_job, p_token, p_outcome);
-    p_outcome := p_outcome || (v_items -> 'outcome');
-    v_status := p_outcome ->> 'status';
-    v_category := p_outcome ->> 'error_category';
-    v_run_sums := v_items -> 'run_sums';
-    v_att_sums := v_items -> 'attempt_sums';
-  else
-    v_run_sums := p_outcome;
-    v_att_sums := p_outcome;
+  v_run_sums := p_outcome;
+  v_att_sums := p_outcome;
+  -- (Two IFs: an expression that a null items_source folds to false gets a fresh plan per call.)
+  if v_job.items_source is not null then
+    if exists (select 1 from etl.run_items i where i.run_id = p_run.run_id) then
+      v_items := etl._item_outcome(p_run, v_job, p_token, p_outcome);
+      p_outcome := p_outcome || (v_items -> 'outcome');
+      v_status := p_outcome ->> 'status';
+      v_category := p_outcome ->> 'error_category';
+      v_run_sums := v_items -> 'run_sums';
+      v_att_sums := v_items -> 'attempt_sums';
+    end if;
   end if;
 
   if v_status = 'failed' then
