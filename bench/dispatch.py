@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import threading
@@ -39,7 +38,6 @@ from python_runner import devtools, settings  # noqa: E402
 DB = "etl_bench_dispatch"
 PGBENCH_DB = "etl_bench_pgbench"
 BG_DB = "etl_bench_dispatch_bg"  # (d) background load: same cluster, other database
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 N_JOBS = 50
 SUCCESS = '{"status": "success"}'
 
@@ -297,12 +295,10 @@ def pgbench_push(clients: int, batch: int, runs: int) -> tuple[int, float, int]:
     per_client = max(1, runs // (clients * batch))
     script = Path(os.environ.get("TMPDIR", "/tmp")) / f"etl_bench_dispatch_{batch}.sql"
     script.write_text(PGBENCH_SCRIPTS[batch])
-    sock = str(settings.embedded().socket_dir)
-    port = str(settings.embedded().port)
     with connect() as conn:
         before = conn.execute("select count(*) as n from etl.runs where status = 'success'").fetchone()["n"]
     t0 = time.perf_counter()
-    res = subprocess.run([str(PG_BIN / "pgbench"), "-h", sock, "-p", port, "-U", "postgres", "-n",
+    res = subprocess.run([*devtools.pgbench_command(), "-n",
                           "-M", "prepared", "--max-tries", "10", "-f", str(script), "-c", str(clients),
                           "-j", "2", "-t", str(per_client), DB], capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
@@ -321,16 +317,7 @@ def pgbench_push(clients: int, batch: int, runs: int) -> tuple[int, float, int]:
 # ----------------------------------------------------------------------------------------- (c)
 
 def pgbench(clients: int, seconds: int) -> float:
-    sock = str(settings.embedded().socket_dir)
-    port = str(settings.embedded().port)
-    devtools.recreate_database(PGBENCH_DB)
-    common = ["-h", sock, "-p", port, "-U", "postgres"]
-    subprocess.run([str(PG_BIN / "pgbench"), *common, "-i", "-s", "10", "-q", PGBENCH_DB],
-                   check=True, capture_output=True)
-    out = subprocess.run([str(PG_BIN / "pgbench"), *common, "-N", "-c", str(clients), "-j", "2",
-                          "-T", str(seconds), PGBENCH_DB], check=True, capture_output=True, text=True).stdout
-    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
-    return float(m.group(1))
+    return devtools.pgbench_tps(PGBENCH_DB, clients, seconds)
 
 
 # ----------------------------------------------------------------------------------------- (d)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DB = "etl_bench_items"
 PGBENCH_DB = "etl_bench_items_pgbench"
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 TERMINAL = ("success", "partial_success", "failed", "skipped", "cancelled")
 ITEM_OK = '{"status": "success", "records_read": 1}'
 
@@ -225,18 +223,10 @@ def items_engine(args) -> dict:
 # ----------------------------------------------------------------------------- part 1: pgbench
 
 def pgbench(clients: int, seconds: int) -> float:
-    sock = str(settings.embedded().socket_dir)
-    port = str(settings.embedded().port)
-    devtools.recreate_database(PGBENCH_DB)
-    common = ["-h", sock, "-p", port, "-U", "postgres"]
-    subprocess.run([str(PG_BIN / "pgbench"), *common, "-i", "-s", "10", "-q", PGBENCH_DB],
-                   check=True, capture_output=True)
-    out = subprocess.run([str(PG_BIN / "pgbench"), *common, "-N", "-c", str(clients), "-j", "2",
-                          "-T", str(seconds), PGBENCH_DB], check=True, capture_output=True, text=True).stdout
-    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
-    if not m:
-        fail(f"pgbench printed no tps:\n{out}")
-    return float(m.group(1))
+    try:
+        return devtools.pgbench_tps(PGBENCH_DB, clients, seconds)
+    except RuntimeError as exc:
+        fail(str(exc))
 
 
 # ------------------------------------------------------------------------------------ runner

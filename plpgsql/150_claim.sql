@@ -266,6 +266,20 @@ comment on function etl.claim(text, integer) is
   'by its advisory lock, the runs kept are locked with SKIP LOCKED, and a batch is written one '
   'statement per table.';
 
+create or replace function etl._refuse_stale_token(p_run_id bigint, p_status text, p_current bigint, p_token bigint)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  raise exception 'stale_token: run % is % and its current attempt token is %, not %',
+    p_run_id, p_status, coalesce(p_current::text, 'none'), p_token
+    using errcode = 'ETL01', hint = 'the lease was lost or the run was reported already; drop this result';
+end;
+$$;
+comment on function etl._refuse_stale_token(bigint, text, bigint, bigint) is
+  'Raises ETL01 stale_token for a report whose token is not the current attempt of a running run. Internal.';
+
 create or replace function etl._lock_current_attempt(p_run_id bigint, p_token bigint)
 returns etl.runs
 language plpgsql
@@ -288,9 +302,7 @@ begin
   end if;
   -- GUARD: only the current attempt of a running run may report (fencing).
   if v_run.status <> 'running' or v_current is distinct from p_token then
-    raise exception 'stale_token: run % is % and its current attempt token is %, not %',
-      p_run_id, v_run.status, coalesce(v_current::text, 'none'), p_token
-      using errcode = 'ETL01', hint = 'the lease was lost or the run was reported already; drop this result';
+    perform etl._refuse_stale_token(p_run_id, v_run.status, v_current, p_token);
   end if;
   return v_run;
 end;

@@ -483,9 +483,7 @@ begin
   loop
     v_n := v_n + 1;
     if (v_row.run).status <> 'running' or v_row.current is distinct from v_row.token then
-      raise exception 'stale_token: run % is % and its current attempt token is %, not %',
-        v_row.rid, (v_row.run).status, coalesce(v_row.current::text, 'none'), v_row.token
-        using errcode = 'ETL01', hint = 'the lease was lost or the run was reported already; drop this result';
+      perform etl._refuse_stale_token(v_row.rid, (v_row.run).status, v_row.current, v_row.token);
     end if;
     if v_row.outcome ->> 'status' = 'success' and v_row.plain and (v_row.run).group_id is null then
       v_fast_runs := v_fast_runs || v_row.rid;

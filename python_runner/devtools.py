@@ -7,12 +7,14 @@ it and adds pgTAP, so tests clone it with CREATE DATABASE ... TEMPLATE in millis
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 import sys
 
 import psycopg
 
-from . import deploy, settings
+from . import cluster, deploy, settings
 
 
 def recreate_database(name: str, template: str | None = None) -> None:
@@ -28,6 +30,25 @@ def recreate_database(name: str, template: str | None = None) -> None:
 def drop_database(name: str) -> None:
     with psycopg.connect(settings.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def pgbench_command() -> list[str]:
+    """pgbench against the embedded cluster as postgres: the benches' baseline and load driver."""
+    c = settings.embedded()
+    return [str(cluster.bindir() / "pgbench"), "-h", str(c.socket_dir), "-p", str(c.port), "-U", "postgres"]
+
+
+def pgbench_tps(database: str, clients: int, seconds: int) -> float:
+    """pgbench -N (scale 10, `clients` clients, 2 threads) in a fresh `database`: transactions/s."""
+    recreate_database(database)
+    cmd = pgbench_command()
+    subprocess.run([*cmd, "-i", "-s", "10", "-q", database], check=True, capture_output=True)
+    out = subprocess.run([*cmd, "-N", "-c", str(clients), "-j", "2", "-T", str(seconds), database],
+                         check=True, capture_output=True, text=True).stdout
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+    if not m:
+        raise RuntimeError(f"pgbench printed no tps:\n{out}")
+    return float(m.group(1))
 
 
 def build_template(name: str) -> None:

@@ -132,6 +132,9 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+# The shapes a job definition must have are the YAML loader's: one rule for both.
+from .definitions import PARAM_RE, PY_TARGET_RE, SQL_TARGET_RE, TAG_RE
+
 __all__ = ["LegacyImportError", "Summary", "import_legacy", "run_import"]
 
 MAX_IDS = 20
@@ -141,12 +144,7 @@ NON_TERMINAL = ("PENDING", "QUEUED", "RUNNING")
 ATTEMPT_STATUS = {"SUCCESS": "success", "PARTIAL_SUCCESS": "partial_success", "FAILED": "failed",
                   "CANCELLED": "cancelled", "CANCELED": "cancelled", "LOST": "lost"}
 CATEGORIES = ("API", "DB", "DATA", "SYSTEM")
-PY_TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 PY_DOTTED = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
-SQL_TARGET = re.compile(r"^[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*$")
-SLUG = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-TAG = re.compile(r"^[a-z0-9][a-z0-9_:.-]{0,62}$")
-PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 PARAM_TYPES = {
     "string": "string", "text": "string", "varchar": "string", "character varying": "string",
@@ -761,9 +759,9 @@ class Importer:
                 raise self.fail(row, "kind", f"unknown job type {row['kind']!r} (expected python or sql)")
             target, enabled = (row["target"] or "").strip(), row["enabled"]
             if kind == "sql":
-                if not SQL_TARGET.match(target):
+                if not SQL_TARGET_RE.match(target):
                     raise self.fail(row, "target", f"{target!r} is not a lower-case schema.routine name")
-            elif not PY_TARGET.match(target):
+            elif not PY_TARGET_RE.match(target):
                 m = PY_DOTTED.match(target)
                 if m:
                     target = f"{m.group(1)}:{m.group(2)}"
@@ -804,7 +802,7 @@ class Importer:
             if not schema or not name:
                 raise self.fail(row, "procedure_name" if schema else "schema_name", "is empty")
             target = f"{schema.strip()}.{name.strip()}"
-            if not SQL_TARGET.match(target):
+            if not SQL_TARGET_RE.match(target):
                 raise self.fail(row, "procedure_name", f"{target!r} is not a lower-case schema.routine name")
             existing = self._job_by(sql_target=target)
             if existing is not None:
@@ -872,7 +870,7 @@ class Importer:
             if job is None:
                 continue
             tag = (row["tag"] or "").strip().lower().replace(" ", "_")
-            if not TAG.match(tag):
+            if not TAG_RE.match(tag):
                 report.skip(row.id, "tag does not fit the tag format [a-z0-9][a-z0-9_:.-]*")
                 continue
             if tag != row["tag"]:
@@ -892,7 +890,7 @@ class Importer:
             if job is None:
                 continue
             name = (row["name"] or "").strip()
-            if not PARAM_NAME.match(name):
+            if not PARAM_RE.match(name):
                 raise self.fail(row, "name", f"{row['name']!r} is not a parameter name ([A-Za-z_][A-Za-z0-9_]*)")
             mode_raw = (row["mode"] or "all").strip().lower()
             mode = {"all": "all", "both": "all", "any": "all", "": "all",
@@ -1558,7 +1556,7 @@ class Importer:
             for name, types in sorted(evidence.items()):
                 dtype = next(iter(types)) if len(types) == 1 else (
                     "number" if types == {"integer", "number"} else None)
-                if dtype is None or not PARAM_NAME.match(name):
+                if dtype is None or not PARAM_RE.match(name):
                     mixed.append(name)
                     continue
                 r = self.conn.execute(
