@@ -3,7 +3,7 @@
 -- backoff, error classification, skips, alerts, cursors, finish_many, pipeline closure).
 
 BEGIN;
-SELECT plan(93);
+SELECT plan(96);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -304,6 +304,34 @@ SELECT is((SELECT array_agg(status ORDER BY run_id) FROM etl.finish_many(jsonb_b
 SELECT is(ARRAY[etl_test.status((SELECT a FROM cf_m)), etl_test.status((SELECT b FROM cf_m))], ARRAY['success', 'failed'],
     'both runs carry their outcome');
 SELECT is((SELECT count(*)::int FROM etl.run_slots WHERE run_id IS NOT NULL), 0, 'finish_many freed both slots');
+
+-- A diamond with history, an implied dimension-before-fact edge, and a job named twice.
+SELECT etl_test.make_job(s) FROM unnest(array['cp_a', 'cp_b', 'cp_c', 'cp_d']) s;
+SELECT etl_test.make_job('cp_dim', 'dimension'); SELECT etl_test.make_job('cp_fact', 'fact');
+SELECT etl_test.dep('cp_a', 'cp_b'); SELECT etl_test.dep('cp_a', 'cp_c');
+SELECT etl_test.dep('cp_b', 'cp_d'); SELECT etl_test.dep('cp_c', 'cp_d');
+SELECT etl_test.finish_running();
+UPDATE etl.runs SET priority = 0 WHERE status IN ('pending', 'queued');  -- out of the way of claim_run
+-- (cp_b and cp_c run alone once cp_a's latest run succeeded.)
+CREATE TEMP TABLE cp_root AS SELECT etl.run_job('cp_a') AS r;
+SELECT etl_test.claim_run(r) FROM cp_root;
+SELECT etl_test.fin(r, '{"status": "success"}') FROM cp_root;
+UPDATE etl.runs SET duration_ms = 1000 WHERE run_id = (SELECT r FROM cp_root);
+CREATE TEMP TABLE cp_hist AS SELECT etl.run_job(s) AS r FROM unnest(array['cp_b', 'cp_c']) s;
+SELECT etl_test.claim_run(r) FROM cp_hist ORDER BY r;
+SELECT etl_test.fin(r, '{"status": "success"}') FROM cp_hist ORDER BY r;
+UPDATE etl.runs SET duration_ms = 500 WHERE run_id IN (SELECT r FROM cp_hist);
+SELECT is((SELECT jsonb_object_agg(j.slug, (etl._critical_paths(array_agg_ids) ->> j.job_id::text)::bigint)
+             FROM etl.jobs j,
+                  (SELECT array_agg(job_id) || (SELECT job_id FROM etl.jobs WHERE slug = 'cp_a') AS array_agg_ids
+                     FROM etl.jobs WHERE slug LIKE 'cp\_%') ids
+            WHERE j.slug LIKE 'cp\_%'),
+          '{"cp_a": 2500, "cp_b": 1500, "cp_c": 1500, "cp_d": 1000, "cp_dim": 2000, "cp_fact": 1000}'::jsonb,
+          '_critical_paths: mean of the last successes (500 ms) or 1 s, plus the longest child; dimensions feed facts');
+SELECT is(etl._critical_paths(array[(SELECT job_id FROM etl.jobs WHERE slug = 'cp_d')]),
+          jsonb_build_object((SELECT job_id FROM etl.jobs WHERE slug = 'cp_d')::text, 1000),
+          '_critical_paths of one job: its own expected duration');
+SELECT is(etl._critical_paths('{}'), '{}'::jsonb, '_critical_paths of no job: empty');
 
 SELECT * FROM finish();
 ROLLBACK;

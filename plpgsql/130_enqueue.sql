@@ -8,57 +8,79 @@ stable
 set search_path = ''
 as $$
 declare
-  v_dur jsonb;
-  v_children jsonb;
-  v_parents jsonb;
-  v_left jsonb;
-  v_rank jsonb := '{}';
-  v_queue bigint[];
-  v_node bigint;
-  v_parent bigint;
-  v_best bigint;
+  -- Jobs by position 1..n; edges as positions, grouped by child (its parents are
+  -- v_par[v_first[c] .. v_first[c + 1] - 1]). Integer arrays are updated in place: one pass of
+  -- Kahn's order costs O(jobs + edges), where jsonb values would be copied on every change.
+  v_ids bigint[];
+  v_dur bigint[];
+  v_par integer[];
+  v_first integer[];
+  v_left integer[];   -- children not yet ranked
+  v_best bigint[];    -- longest ranked child so far
+  v_rank bigint[];
+  v_queue integer[];
   v_n integer;
+  v_head integer := 1;
+  v_node integer;
+  v_p integer;
+  i integer;
 begin
+  select pg_catalog.array_agg(id order by id) into v_ids
+    from (select distinct id from pg_catalog.unnest(p_job_ids) id) x;
+  v_n := coalesce(pg_catalog.cardinality(v_ids), 0);
+  if v_n = 0 then
+    return '{}';
+  end if;
   -- A job's expected duration: the mean of its last five successes, 1 s when it has none.
-  select pg_catalog.jsonb_object_agg(j.id::text, coalesce(h.ms, 1000)) into v_dur
-    from pg_catalog.unnest(p_job_ids) j(id)
+  select pg_catalog.array_agg(coalesce(h.ms, 1000) order by j.pos) into v_dur
+    from pg_catalog.unnest(v_ids) with ordinality j(id, pos)
     left join lateral (select avg(x.duration_ms)::bigint as ms
                          from (select r.duration_ms from etl.runs r
                                 where r.job_id = j.id and r.status = 'success'
                                 order by r.ended_at desc limit 5) x) h on true;
   -- The edges the pipeline run will have: declared ones and dimensions before facts.
-  with e as (
+  with pos as (
+    select id, pos::integer from pg_catalog.unnest(v_ids) with ordinality u(id, pos)
+  ), e as (
     select d.parent_job_id as p, d.child_job_id as c from etl.job_dependencies d
-     where d.parent_job_id = any (p_job_ids) and d.child_job_id = any (p_job_ids)
+     where d.parent_job_id = any (v_ids) and d.child_job_id = any (v_ids)
     union
     select pj.job_id, cj.job_id from etl.jobs pj, etl.jobs cj
-     where pj.job_id = any (p_job_ids) and cj.job_id = any (p_job_ids)
+     where pj.job_id = any (v_ids) and cj.job_id = any (v_ids)
        and pj.role = 'dimension' and cj.role = 'fact'
+  ), ep as materialized (
+    select pp.pos as p, cp.pos as c from e join pos pp on pp.id = e.p join pos cp on cp.id = e.c
   )
-  select coalesce((select pg_catalog.jsonb_object_agg(p::text, cs) from
-                     (select p, pg_catalog.jsonb_agg(c) as cs from e group by p) x), '{}'),
-         coalesce((select pg_catalog.jsonb_object_agg(c::text, ps) from
-                     (select c, pg_catalog.jsonb_agg(p) as ps from e group by c) y), '{}'),
-         coalesce((select pg_catalog.jsonb_object_agg(p::text, n) from
-                     (select p, count(*) as n from e group by p) z), '{}')
-    into v_children, v_parents, v_left;
-  -- From the sinks up (Kahn's order on the reversed graph): rank = duration + the longest child.
-  select pg_catalog.array_agg(id) into v_queue from pg_catalog.unnest(p_job_ids) id where not v_left ? id::text;
-  v_n := 1;
-  while v_queue is not null and v_n <= pg_catalog.cardinality(v_queue) loop
-    v_node := v_queue[v_n];
-    v_n := v_n + 1;
-    select coalesce(max((v_rank ->> c::text)::bigint), 0) into v_best
-      from pg_catalog.jsonb_array_elements_text(coalesce(v_children -> v_node::text, '[]')) c;
-    v_rank := v_rank || pg_catalog.jsonb_build_object(v_node::text, (v_dur ->> v_node::text)::bigint + v_best);
-    for v_parent in select x::bigint from pg_catalog.jsonb_array_elements_text(coalesce(v_parents -> v_node::text, '[]')) x loop
-      v_left := pg_catalog.jsonb_set(v_left, array[v_parent::text], pg_catalog.to_jsonb((v_left ->> v_parent::text)::int - 1));
-      if (v_left ->> v_parent::text)::int = 0 then
-        v_queue := v_queue || v_parent;
+  select coalesce((select pg_catalog.array_agg(ep.p order by ep.c, ep.p) from ep), '{}'),
+         (select pg_catalog.array_agg(x.first order by x.g)
+            from (select g, 1 + coalesce(sum(count(ep.c)) over (order by g rows between unbounded preceding
+                                                                and 1 preceding), 0)::integer as first
+                    from pg_catalog.generate_series(1, v_n + 1) g left join ep on ep.c = g group by g) x),
+         (select pg_catalog.array_agg(x.n order by x.g)
+            from (select g, count(ep.p)::integer as n
+                    from pg_catalog.generate_series(1, v_n) g left join ep on ep.p = g group by g) x)
+    into v_par, v_first, v_left;
+  v_best := pg_catalog.array_fill(0::bigint, array[v_n]);
+  v_rank := pg_catalog.array_fill(null::bigint, array[v_n]);
+  -- From the sinks up: a job's rank is its duration plus its longest child's rank.
+  select coalesce(pg_catalog.array_agg(g order by g), '{}') into v_queue
+    from pg_catalog.generate_series(1, v_n) g where v_left[g] = 0;
+  while v_head <= pg_catalog.cardinality(v_queue) loop
+    v_node := v_queue[v_head];
+    v_head := v_head + 1;
+    v_rank[v_node] := v_dur[v_node] + v_best[v_node];
+    for i in v_first[v_node] .. v_first[v_node + 1] - 1 loop
+      v_p := v_par[i];
+      v_best[v_p] := greatest(v_best[v_p], v_rank[v_node]);
+      v_left[v_p] := v_left[v_p] - 1;
+      if v_left[v_p] = 0 then
+        v_queue := v_queue || v_p;
       end if;
     end loop;
   end loop;
-  return v_rank;  -- jobs on a cycle (refused later) get no rank
+  -- Jobs on a cycle (refused later) get no rank.
+  return (select coalesce(pg_catalog.jsonb_object_agg(v_ids[g]::text, v_rank[g]), '{}')
+            from pg_catalog.generate_series(1, v_n) g where v_rank[g] is not null);
 end;
 $$;
 comment on function etl._critical_paths(bigint[]) is
@@ -84,6 +106,7 @@ declare
   v_key text;
   v_logical timestamptz := coalesce(p_logical_date, pg_catalog.now());
   v_ranks jsonb;
+  v_no_params text;
 begin
   if p_idempotency_key is not null then
     select pipeline_run_id into v_pid from etl.pipeline_runs where idempotency_key = p_idempotency_key;
@@ -161,27 +184,34 @@ begin
   -- set-up on a table with many of both). Each job takes the pipeline parameters it declares (all
   -- of them when it runs alone), validated and completed with its defaults.
   v_ranks := case when v_single then '{}' else etl._critical_paths(p_job_ids) end;
+  v_no_params := etl.param_fingerprint('{}');
+  -- (MATERIALIZED: each job's parameters are validated once; a pulled-up subquery would call
+  -- etl._validate_params once for every column that mentions them.)
+  with v as materialized (
+    select j.job_id, j.priority, j.max_attempts,
+           etl._validate_params(j.job_id,
+             case when v_single then coalesce(p_params, '{}')
+                  else (select coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}')
+                          from pg_catalog.jsonb_each(coalesce(p_params, '{}')) e
+                         where exists (select 1 from etl.job_parameters jp
+                                        where jp.job_id = j.job_id and jp.name = e.key)) end,
+             p_mode) as params
+      from etl.jobs j
+     where j.job_id = any (p_job_ids)
+  )
   insert into etl.runs (pipeline_run_id, job_id, correlation_id, status, mode, dry_run, params,
                         parameter_fingerprint, priority, critical_path_ms, logical_date, scheduled_at,
                         max_attempts, param_snapshot, group_id, reason)
-  select v_pid, j.job_id, coalesce(case when v_single then p_correlation_id end, pg_catalog.gen_random_uuid()),
-         'pending', p_mode, p_dry_run, v.params, etl.param_fingerprint(v.params), j.priority,
-         coalesce((v_ranks ->> j.job_id::text)::bigint, 0),
-         v_logical, v_logical, j.max_attempts, v.params,
+  select v_pid, v.job_id, coalesce(case when v_single then p_correlation_id end, pg_catalog.gen_random_uuid()),
+         'pending', p_mode, p_dry_run, v.params,
+         case when v.params = '{}'::jsonb then v_no_params else etl.param_fingerprint(v.params) end,
+         v.priority, coalesce((v_ranks ->> v.job_id::text)::bigint, 0),
+         v_logical, v_logical, v.max_attempts, v.params,
          case when p_transaction_scope = 'per_group'
-              then (select m.group_id from etl.job_group_members m where m.job_id = j.job_id) end,
+              then (select m.group_id from etl.job_group_members m where m.job_id = v.job_id) end,
          p_reason
-    from etl.jobs j
-    cross join lateral (
-      select etl._validate_params(j.job_id,
-               case when v_single then coalesce(p_params, '{}')
-                    else (select coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}')
-                            from pg_catalog.jsonb_each(coalesce(p_params, '{}')) e
-                           where exists (select 1 from etl.job_parameters jp
-                                          where jp.job_id = j.job_id and jp.name = e.key)) end,
-               p_mode) as params) v
-   where j.job_id = any (p_job_ids)
-   order by j.job_id;
+    from v
+   order by v.job_id;
 
   -- Edges among the selected jobs: declared ones, plus dimensions before facts (seed 004).
   insert into etl.run_dependencies (pipeline_run_id, parent_run_id, child_run_id, dependency_type)

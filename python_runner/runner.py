@@ -361,9 +361,10 @@ class Runner:
         """The claim loop; returns the process exit code."""
         # Slots execute SQL jobs and send reports through the pool: a connection per report would
         # cost a backend start (milliseconds) on every step of a DAG.
-        # Items of a run and their reports need connections of their own (up to item_concurrency
-        # per slot); the pool opens them lazily, so a generous maximum costs nothing unused.
-        self.pool = ConnectionPool(self.dsn, min_size=1, max_size=self.slots * 4 + 8, open=True,
+        # One connection per slot is open from the start, so the first reports of a pipeline do
+        # not wait for backend starts. Items of a run and their reports need connections of their
+        # own (up to item_concurrency per slot); the pool opens those lazily.
+        self.pool = ConnectionPool(self.dsn, min_size=self.slots, max_size=self.slots * 4 + 8, open=True,
                                    kwargs={"autocommit": True, "row_factory": dict_row})
         executor = self.executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="slot")
         threads = [threading.Thread(target=self._listen, name="listener", daemon=True),
