@@ -4,7 +4,7 @@
 -- cursor of 160_finish.sql), and materialized-view refreshes (210_refresh.sql).
 
 BEGIN;
-SELECT plan(85);
+SELECT plan(87);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -208,6 +208,20 @@ SELECT is(etl_test.edges((SELECT pid FROM gr_4)), ARRAY['gr_g1>gr_g2:explicit'],
 CREATE TEMP TABLE gr_5 AS SELECT etl.trigger_pipeline(jobs => ARRAY['gr_g2', 'gr_after'], transaction_scope => 'per_group') AS pid;
 SELECT is((SELECT (group_id IS NULL, group_leader_run_id IS NULL)::text FROM etl.runs WHERE run_id = etl_test.run_of((SELECT pid FROM gr_5), 'gr_g2')),
     '(t,t)', 'a group with a single selected member is just a run (group_id NULL)');
+
+-- ---------------------------------------------------------------- a member's parent outside the pipeline run
+SELECT etl_test.make_job('gx_up');
+SELECT etl_test.sql_job('gx_g1', 'gr_s.x1');
+SELECT etl_test.sql_job('gx_g2', 'gr_s.x2');
+INSERT INTO etl.job_groups (name) VALUES ('gx_grp');
+SELECT etl_test.add_member('gx_grp', 'gx_g1', 1);
+SELECT etl_test.add_member('gx_grp', 'gx_g2', 2);
+SELECT etl_test.dep('gx_up', 'gx_g2');
+CREATE TEMP TABLE gx_1 AS SELECT etl.trigger_pipeline(jobs => ARRAY['gx_g1', 'gx_g2'], transaction_scope => 'per_group') AS pid;
+CREATE TEMP TABLE gx_1r AS SELECT etl_test.run_of(pid, 'gx_g1') AS g1, etl_test.run_of(pid, 'gx_g2') AS g2 FROM gx_1;
+SELECT is((SELECT (status, wait_until IS NOT NULL)::text FROM etl.runs WHERE run_id = (SELECT g1 FROM gx_1r)), '(pending,t)',
+    'the leader waits, with a wait limit, for its member''s parent outside the pipeline run (it never ran)');
+SELECT is(etl._try_release((SELECT g1 FROM gx_1r)), false, 'and is not released while that parent has no success');
 
 -- ---------------------------------------------------------------- full refresh: consent and approval
 SELECT etl_test.park();

@@ -84,16 +84,21 @@ begin
   end if;
   -- GUARD: parents outside the pipeline run: their latest run must be a success.
   -- (A group leader answers for the outside parents of all its members.)
+  -- (Two EXISTS, not one with an OR: each probes job_dependencies by child, and the CASE looks up a
+  -- parent's latest run only when the parent is outside the pipeline run.)
   if exists (select 1 from etl.job_dependencies jd
-              where (jd.child_job_id = v_run.job_id
-                     or (v_run.group_id is not null
-                         and jd.child_job_id in (select m.job_id from etl.runs m
-                                                  where m.group_leader_run_id = p_run_id)))
-                -- (CASE: the latest-run lookup only for a parent outside the pipeline run.)
+              where jd.child_job_id = v_run.job_id
                 and case when exists (select 1 from etl.runs pr
                                        where pr.pipeline_run_id = v_run.pipeline_run_id and pr.job_id = jd.parent_job_id)
                          then false
-                         else not etl._latest_run_succeeded(jd.parent_job_id) end) then
+                         else not etl._latest_run_succeeded(jd.parent_job_id) end)
+     or (v_run.group_id is not null
+         and exists (select 1 from etl.runs m join etl.job_dependencies jd on jd.child_job_id = m.job_id
+                      where m.group_leader_run_id = p_run_id
+                        and case when exists (select 1 from etl.runs pr
+                                               where pr.pipeline_run_id = v_run.pipeline_run_id and pr.job_id = jd.parent_job_id)
+                                 then false
+                                 else not etl._latest_run_succeeded(jd.parent_job_id) end)) then
     if v_run.wait_until is null then
       select coalesce(j.upstream_wait_limit,
                       pg_catalog.make_interval(secs => (select (s.value #>> '{}')::float8 from etl.settings s
@@ -120,6 +125,8 @@ returns integer
 language plpgsql
 set search_path = ''
 set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one per call
+set enable_hashjoin = off   -- lookups of a few runs by key: index probes (see etl.claim)
+set enable_mergejoin = off
 as $$
 declare
   v_child bigint;
@@ -128,7 +135,9 @@ begin
   -- The children in the pipeline runs of these runs, each locked and looked at once, in id order
   -- (two finishers lock shared children in the same order).
   for v_child in
-    select distinct d.child_run_id from etl.run_dependencies d where d.parent_run_id = any (p_run_ids) order by 1
+    select distinct d.child_run_id
+      from pg_catalog.unnest(p_run_ids) p(run_id) join etl.run_dependencies d on d.parent_run_id = p.run_id
+     order by 1
   loop
     perform 1 from etl.runs where run_id = v_child for update;
     if etl._try_release(v_child) then

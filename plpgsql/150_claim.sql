@@ -14,6 +14,11 @@ set search_path = ''
 -- One cached plan per statement: a custom plan for each call's arrays would cost more to plan
 -- than to run.
 set plan_cache_mode = force_generic_plan
+-- Every join here looks up a batch of at most max_runs runs by key. A generic plan guesses 10 rows
+-- for an array, and on a small runs table (a new install, a test) a hash join over a sequential
+-- scan of all runs then looks cheaper than 10 index probes: it is not, and it grows with history.
+set enable_hashjoin = off
+set enable_mergejoin = off
 as $$
 declare
   v_lock_key text;

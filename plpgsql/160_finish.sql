@@ -351,6 +351,8 @@ returns void
 language plpgsql
 set search_path = ''
 set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one per call
+set enable_hashjoin = off   -- lookups of a batch by key: index probes (see etl.claim)
+set enable_mergejoin = off
 as $$
 declare
   v_now timestamptz := pg_catalog.clock_timestamp();  -- see etl.claim: clock, not transaction start
@@ -448,6 +450,8 @@ language plpgsql
 security definer
 set search_path = ''
 set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one per call
+set enable_hashjoin = off   -- lookups of a batch by key: index probes (see etl.claim)
+set enable_mergejoin = off
 as $$
 declare
   v_row record;
