@@ -125,8 +125,9 @@ returns integer
 language plpgsql
 set search_path = ''
 set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one per call
-set enable_hashjoin = off   -- lookups of a few runs by key: index probes (see etl.claim)
+set enable_hashjoin = off   -- lookups of a few runs by key: index probes only (see etl.claim)
 set enable_mergejoin = off
+set enable_seqscan = off
 as $$
 declare
   v_child bigint;

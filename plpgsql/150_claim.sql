@@ -14,11 +14,14 @@ set search_path = ''
 -- One cached plan per statement: a custom plan for each call's arrays would cost more to plan
 -- than to run.
 set plan_cache_mode = force_generic_plan
--- Every join here looks up a batch of at most max_runs runs by key. A generic plan guesses 10 rows
--- for an array, and on a small runs table (a new install, a test) a hash join over a sequential
--- scan of all runs then looks cheaper than 10 index probes: it is not, and it grows with history.
+-- Every statement here looks up a few rows by key. The plans are generic and cached for the
+-- session, made from the statistics of the moment: runs, job_locks and run_slots look empty to a
+-- plan made after a vacuum or on a new install, and a hash join over a sequential scan (of all
+-- runs, of every lock and its dead versions for each candidate) then looks cheaper than index
+-- probes. It is not, and it grows with history and load: index probes only.
 set enable_hashjoin = off
 set enable_mergejoin = off
+set enable_seqscan = off
 as $$
 declare
   v_lock_key text;
@@ -217,6 +220,9 @@ begin
     return;
   end if;
   w_run := w_run[1:v_n];
+  -- The runs start now, their slots held: a slot freed by a finisher that committed after this
+  -- claim began must not make its new run look started before the run it replaced ended.
+  v_now := pg_catalog.clock_timestamp();
 
   -- The batch's writes, one statement per table: the lock of each key, the attempt (its id is the
   -- fencing token), the slots, the runs running, their events.
@@ -337,6 +343,7 @@ returns jsonb
 language plpgsql
 security definer
 set search_path = ''
+set enable_seqscan = off  -- the lock by its attempt: an index probe (see etl.claim)
 as $$
 declare
   v_run etl.runs;

@@ -87,6 +87,9 @@ create or replace function etl._finish(p_run etl.runs, p_token bigint, p_outcome
 returns text
 language plpgsql
 set search_path = ''
+set enable_hashjoin = off   -- key lookups: index probes only (see etl.claim)
+set enable_mergejoin = off
+set enable_seqscan = off
 as $$
 declare
   v_status text := p_outcome ->> 'status';
@@ -351,8 +354,9 @@ returns void
 language plpgsql
 set search_path = ''
 set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one per call
-set enable_hashjoin = off   -- lookups of a batch by key: index probes (see etl.claim)
+set enable_hashjoin = off   -- lookups of a batch by key: index probes only (see etl.claim)
 set enable_mergejoin = off
+set enable_seqscan = off
 as $$
 declare
   v_now timestamptz := pg_catalog.clock_timestamp();  -- see etl.claim: clock, not transaction start
@@ -450,8 +454,9 @@ language plpgsql
 security definer
 set search_path = ''
 set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one per call
-set enable_hashjoin = off   -- lookups of a batch by key: index probes (see etl.claim)
+set enable_hashjoin = off   -- lookups of a batch by key: index probes only (see etl.claim)
 set enable_mergejoin = off
+set enable_seqscan = off
 as $$
 declare
   v_row record;

@@ -53,7 +53,14 @@ class Sampler(threading.Thread):
         self.db, self.queries = db, queries
         self.samples: dict[str, list[int]] = {k: [] for k in queries}
         self.stop = threading.Event()
+        self.sampling = threading.Event()
         self.error: BaseException | None = None
+
+    def start(self):
+        """Starts sampling and returns once the first samples are in: a drain begun before the
+        sampler's connection was up could end unseen."""
+        super().start()
+        self.sampling.wait(10)
 
     def run(self):
         try:
@@ -61,8 +68,10 @@ class Sampler(threading.Thread):
                 while not self.stop.is_set():
                     for name, sql in self.queries.items():
                         self.samples[name].append(conn.execute(sql).fetchone()["n"])
+                    self.sampling.set()
         except BaseException as exc:  # reported by the test
             self.error = exc
+            self.sampling.set()
 
     def finish(self) -> dict[str, list[int]]:
         self.stop.set()
@@ -73,9 +82,11 @@ class Sampler(threading.Thread):
         return self.samples
 
 
-def drain_with_claimers(db, n_threads: int, batch: int, run_ids: list[int]) -> list[tuple[str, int]]:
+def drain_with_claimers(db, n_threads: int, batch: int, run_ids: list[int],
+                        hold: float = 0.0) -> list[tuple[str, int]]:
     """n_threads connections claim(worker, batch) and finish each claim with success until every
-    run in run_ids is finished. Returns every (worker, run_id) claimed."""
+    run in run_ids is finished, holding each claimed batch `hold` seconds (a run that takes time,
+    so that a sampler sees it). Returns every (worker, run_id) claimed."""
     barrier = threading.Barrier(n_threads)
     claimed: list[tuple[str, int]] = []
     lock = threading.Lock()
@@ -87,6 +98,8 @@ def drain_with_claimers(db, n_threads: int, batch: int, run_ids: list[int]) -> l
             barrier.wait(10)
             while time.monotonic() < deadline:
                 rows = conn.execute("select run_id, token from etl.claim(%s, %s)", (name, batch)).fetchall()
+                if rows and hold:
+                    time.sleep(hold)
                 for r in rows:
                     with lock:
                         claimed.append((name, r["run_id"]))
@@ -148,7 +161,7 @@ def test_parallel_jobs_bound_holds_under_concurrent_claimers(db):
             "slots": "select count(*) as n from etl.run_slots where run_id is not null",
         })
         sampler.start()
-        claimed = drain_with_claimers(db, n_threads=8, batch=3, run_ids=run_ids)
+        claimed = drain_with_claimers(db, n_threads=8, batch=3, run_ids=run_ids, hold=0.005)
         samples = sampler.finish()
 
         assert sorted(r for _, r in claimed) == run_ids, "every run claimed exactly once"
@@ -183,7 +196,7 @@ def test_concurrency_key_excludes_under_concurrent_claimers(db, limit):
                        f"and job_id in ({','.join(map(str, job_ids))})",
         })
         sampler.start()
-        claimed = drain_with_claimers(db, n_threads=8, batch=3, run_ids=run_ids + other_ids)
+        claimed = drain_with_claimers(db, n_threads=8, batch=3, run_ids=run_ids + other_ids, hold=0.005)
         samples = sampler.finish()
 
         assert sorted(r for _, r in claimed) == sorted(run_ids + other_ids)
