@@ -38,6 +38,13 @@ CREATE FUNCTION etl_test.add_member(p_group text, p_slug text, p_sequence intege
   INSERT INTO etl.job_group_members (group_id, job_id, sequence)
   VALUES (etl_test.group_id(p_group), etl_test.job(p_slug), p_sequence)
 $$;
+-- A group of SQL jobs, one per (slug, target), in that sequence.
+CREATE FUNCTION etl_test.sql_group(p_group text, p_slugs text[], p_targets text[]) RETURNS void LANGUAGE sql AS $$
+  INSERT INTO etl.jobs (slug, name, kind, target) SELECT s, s, 'sql', t FROM unnest(p_slugs, p_targets) u(s, t);
+  INSERT INTO etl.job_groups (name) VALUES (p_group);
+  INSERT INTO etl.job_group_members (group_id, job_id, sequence)
+  SELECT etl_test.group_id(p_group), etl_test.job(s), n::integer FROM unnest(p_slugs) WITH ORDINALITY u(s, n);
+$$;
 -- The edges of a pipeline run as parent>child:type, sorted.
 CREATE FUNCTION etl_test.edges(p_pid bigint) RETURNS text[] LANGUAGE sql AS $$
   SELECT array_agg(pj.slug || '>' || cj.slug || ':' || d.dependency_type ORDER BY pj.slug, cj.slug)
@@ -50,12 +57,8 @@ $$;
 -- ---------------------------------------------------------------- groups: the catalog
 -- up -> g2 -> after, g1 -> g2 (agrees with the sequence); g1 (sequence 1) and g2 (sequence 2) form gr_grp.
 SELECT etl_test.make_job('gr_up');
-SELECT etl_test.sql_job('gr_g1', 'gr_s.p1');
-SELECT etl_test.sql_job('gr_g2', 'gr_s.p2');
+SELECT etl_test.sql_group('gr_grp', ARRAY['gr_g1', 'gr_g2'], ARRAY['gr_s.p1', 'gr_s.p2']);
 SELECT etl_test.make_job('gr_after');
-INSERT INTO etl.job_groups (name) VALUES ('gr_grp');
-SELECT etl_test.add_member('gr_grp', 'gr_g1', 1);
-SELECT etl_test.add_member('gr_grp', 'gr_g2', 2);
 SELECT etl_test.dep('gr_up', 'gr_g2');
 SELECT etl_test.dep('gr_g1', 'gr_g2');
 SELECT etl_test.dep('gr_g2', 'gr_after');
@@ -180,11 +183,7 @@ SELECT is(ARRAY[etl_test.status((SELECT g1 FROM gr_3r)), etl_test.status((SELECT
 SELECT is((SELECT status FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT pid FROM gr_3)), 'cancelled', 'and the pipeline run is cancelled');
 
 -- ---------------------------------------------------------------- sequence against an edge; other scopes
-SELECT etl_test.sql_job('gr_h1', 'gr_s.q1');
-SELECT etl_test.sql_job('gr_h2', 'gr_s.q2');
-INSERT INTO etl.job_groups (name) VALUES ('gr_bad');
-SELECT etl_test.add_member('gr_bad', 'gr_h1', 1);
-SELECT etl_test.add_member('gr_bad', 'gr_h2', 2);
+SELECT etl_test.sql_group('gr_bad', ARRAY['gr_h1', 'gr_h2'], ARRAY['gr_s.q1', 'gr_s.q2']);
 SELECT etl_test.dep('gr_h2', 'gr_h1');
 CREATE TEMP TABLE gr_n AS SELECT count(*) AS n FROM etl.pipeline_runs;
 SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['gr_h1', 'gr_h2'], transaction_scope => 'per_group')$$,
@@ -211,11 +210,7 @@ SELECT is((SELECT (group_id IS NULL, group_leader_run_id IS NULL)::text FROM etl
 
 -- ---------------------------------------------------------------- a member's parent outside the pipeline run
 SELECT etl_test.make_job('gx_up');
-SELECT etl_test.sql_job('gx_g1', 'gr_s.x1');
-SELECT etl_test.sql_job('gx_g2', 'gr_s.x2');
-INSERT INTO etl.job_groups (name) VALUES ('gx_grp');
-SELECT etl_test.add_member('gx_grp', 'gx_g1', 1);
-SELECT etl_test.add_member('gx_grp', 'gx_g2', 2);
+SELECT etl_test.sql_group('gx_grp', ARRAY['gx_g1', 'gx_g2'], ARRAY['gr_s.x1', 'gr_s.x2']);
 SELECT etl_test.dep('gx_up', 'gx_g2');
 CREATE TEMP TABLE gx_1 AS SELECT etl.trigger_pipeline(jobs => ARRAY['gx_g1', 'gx_g2'], transaction_scope => 'per_group') AS pid;
 CREATE TEMP TABLE gx_1r AS SELECT etl_test.run_of(pid, 'gx_g1') AS g1, etl_test.run_of(pid, 'gx_g2') AS g2 FROM gx_1;
