@@ -22,6 +22,7 @@ harmless keys such as "token_count" are redacted too; that is the safe direction
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -50,10 +51,20 @@ _KEY_VALUE = re.compile(
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b")
 
 
+# Every pattern above needs one of these: a text without any is returned as is after one search
+# (most log fields are ids, slugs and statuses; the runner logs two lines per run).
+_MAY_HOLD_SECRET = re.compile(r"[@=:]|bearer|eyJ", re.I)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_name(name: str) -> bool:
+    k = name.lower().replace("-", "_").replace(" ", "_")
+    return any(part in k for part in SECRET_KEY_PARTS)
+
+
 def is_secret_key(key: Any) -> bool:
     """Whether a mapping key names a secret (case-insensitive substring of SECRET_KEY_PARTS)."""
-    k = str(key).lower().replace("-", "_").replace(" ", "_")
-    return any(part in k for part in SECRET_KEY_PARTS)
+    return _is_secret_name(str(key))
 
 
 def _key_value(m: re.Match) -> str:
@@ -66,7 +77,7 @@ def _key_value(m: re.Match) -> str:
 
 def redact_text(text: str) -> tuple[str, bool]:
     """Redact secrets and e-mail addresses inside free text; returns (text, changed)."""
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str) or not text or not _MAY_HOLD_SECRET.search(text):
         return text, False
     out = _URL_CREDENTIALS.sub(lambda m: f"{m.group('head')}{REDACTED}{m.group('at')}"
                                if m.group("pw") != REDACTED else m.group(0), text)
