@@ -17,6 +17,14 @@ CREATE TEMP TABLE kv (k text PRIMARY KEY, id bigint);
 CREATE FUNCTION etl_test.v(p_k text) RETURNS bigint LANGUAGE sql AS $$
   SELECT id FROM kv WHERE k = p_k
 $$;
+-- Runs each job alone, in this order, and names its run after the job.
+CREATE FUNCTION etl_test.run_named(VARIADIC p_slugs text[]) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+  FOREACH s IN ARRAY p_slugs LOOP
+    INSERT INTO kv VALUES (s, etl.run_job(s));
+  END LOOP;
+END $$;
 -- One report of finish_many for the current attempt of a run.
 CREATE FUNCTION etl_test.rep(p_run bigint, p_outcome jsonb) RETURNS jsonb LANGUAGE sql AS $$
   SELECT jsonb_build_object('run_id', p_run, 'token', etl_test.token(p_run), 'outcome', p_outcome)
@@ -68,10 +76,10 @@ SELECT etl_test.make_job('bc_z'); SELECT etl_test.make_job('bc_hi');
 UPDATE etl.jobs SET priority = 5 WHERE slug = 'bc_hi';
 SELECT etl_test.dep('bc_head', 'bc_tail');
 -- Pipeline runs in this order: a alone; solo, head -> tail; x, y, z; hi alone (priority 5).
-INSERT INTO kv VALUES ('bc_a', etl.run_job('bc_a'));
+SELECT etl_test.run_named('bc_a');
 INSERT INTO kv VALUES ('bc_p2', etl.trigger_pipeline(jobs => ARRAY['bc_solo', 'bc_head', 'bc_tail']));
 INSERT INTO kv VALUES ('bc_p3', etl.trigger_pipeline(jobs => ARRAY['bc_x', 'bc_y', 'bc_z']));
-INSERT INTO kv VALUES ('bc_hi', etl.run_job('bc_hi'));
+SELECT etl_test.run_named('bc_hi');
 INSERT INTO kv SELECT 'bc_' || j.slug_short, etl_test.run_of(p.id, j.slug)
   FROM (VALUES ('bc_solo', 'solo', 'bc_p2'), ('bc_head', 'head', 'bc_p2'), ('bc_tail', 'tail', 'bc_p2'),
                ('bc_x', 'x', 'bc_p3'), ('bc_y', 'y', 'bc_p3'), ('bc_z', 'z', 'bc_p3')) j(slug, slug_short, pk)
@@ -129,8 +137,7 @@ SELECT is(etl_test.finish_all(), 7, 'cleanup: the 7 running runs finish in one b
 SELECT etl_test.park();
 SELECT etl_test.make_job('bk_1'); SELECT etl_test.make_job('bk_2');
 UPDATE etl.jobs SET concurrency_key = 'bkey' WHERE slug IN ('bk_1', 'bk_2');
-INSERT INTO kv VALUES ('bk_1', etl.run_job('bk_1'));
-INSERT INTO kv VALUES ('bk_2', etl.run_job('bk_2'));
+SELECT etl_test.run_named('bk_1', 'bk_2');
 SELECT etl_test.full_scan();
 CREATE TEMP TABLE bk_claim AS SELECT * FROM etl.claim('kw', 5);
 SELECT is(ARRAY(SELECT run_id FROM bk_claim), ARRAY[etl_test.v('bk_1')],
@@ -146,9 +153,7 @@ SELECT etl_test.finish_all();
 SELECT etl_test.park();
 SELECT etl_test.make_job('bl_1'); SELECT etl_test.make_job('bl_2'); SELECT etl_test.make_job('bl_3');
 UPDATE etl.jobs SET concurrency_key = 'key', concurrency_limit = 2 WHERE slug IN ('bl_1', 'bl_2', 'bl_3');
-INSERT INTO kv VALUES ('bl_1', etl.run_job('bl_1'));
-INSERT INTO kv VALUES ('bl_2', etl.run_job('bl_2'));
-INSERT INTO kv VALUES ('bl_3', etl.run_job('bl_3'));
+SELECT etl_test.run_named('bl_1', 'bl_2', 'bl_3');
 SELECT etl_test.full_scan();
 CREATE TEMP TABLE bl_claim AS SELECT * FROM etl.claim('kw', 5);
 SELECT is(ARRAY(SELECT run_id FROM bl_claim ORDER BY run_id), ARRAY[etl_test.v('bl_1'), etl_test.v('bl_2')],
@@ -164,9 +169,7 @@ SELECT etl_test.finish_all();
 SELECT etl_test.park();
 SELECT etl.set_setting('parallel_jobs', '2', 'test');
 SELECT etl_test.make_job('bg_1'); SELECT etl_test.make_job('bg_2'); SELECT etl_test.make_job('bg_3');
-INSERT INTO kv VALUES ('bg_1', etl.run_job('bg_1'));
-INSERT INTO kv VALUES ('bg_2', etl.run_job('bg_2'));
-INSERT INTO kv VALUES ('bg_3', etl.run_job('bg_3'));
+SELECT etl_test.run_named('bg_1', 'bg_2', 'bg_3');
 SELECT etl_test.full_scan();
 SELECT is((SELECT count(*)::int FROM etl.claim('gw', 5)), 2, 'with parallel_jobs 2 a claim of 5 over 3 runs returns 2');
 SELECT is((SELECT row(count(*), count(run_id))::text FROM etl.run_slots), '(2,2)', 'both of the two slots are busy');
@@ -182,9 +185,7 @@ SELECT etl.set_setting('parallel_jobs', '8', 'test');
 -- ---------------------------------------------------------------- 3. finish_many = finish, for plain successes
 SELECT etl_test.park();
 SELECT etl_test.make_job('eq_1'); SELECT etl_test.make_job('eq_2'); SELECT etl_test.make_job('eq_3');
-INSERT INTO kv VALUES ('eq_1', etl.run_job('eq_1'));
-INSERT INTO kv VALUES ('eq_2', etl.run_job('eq_2'));
-INSERT INTO kv VALUES ('eq_3', etl.run_job('eq_3'));
+SELECT etl_test.run_named('eq_1', 'eq_2', 'eq_3');
 SELECT etl_test.full_scan();
 SELECT is((SELECT count(*)::int FROM etl.claim('ew', 5)), 3, 'three runs of like jobs are claimed by ew');
 CREATE TEMP TABLE eq_outcome AS SELECT
@@ -272,10 +273,10 @@ SELECT is((SELECT row(r.status, (SELECT count(*) FROM etl.run_events e WHERE e.r
 -- A run triggered alone that waits for its parent job's latest run (outside its pipeline run).
 SELECT etl_test.make_job('ch_wpar'); SELECT etl_test.make_job('ch_wchi');
 SELECT etl_test.dep('ch_wpar', 'ch_wchi');
-INSERT INTO kv VALUES ('ch_wchi', etl.run_job('ch_wchi'));
+SELECT etl_test.run_named('ch_wchi');
 SELECT is((SELECT row(status, wait_until IS NOT NULL)::text FROM etl.runs WHERE run_id = etl_test.v('ch_wchi')),
           '(pending,t)', 'premise: a child run alone waits for its parent job to succeed');
-INSERT INTO kv VALUES ('ch_wpar', etl.run_job('ch_wpar'));
+SELECT etl_test.run_named('ch_wpar');
 SELECT etl_test.claim_exact(etl_test.v('ch_wpar'), 'cw');
 SELECT is((SELECT status FROM etl.finish_many(jsonb_build_array(etl_test.rep(etl_test.v('ch_wpar'), '{"status": "success"}')))),
           'success', 'a run of the parent job succeeds through finish_many');
@@ -327,9 +328,7 @@ SELECT is((SELECT row(count(*), max(status), bool_and(resolved_at IS NOT NULL), 
 -- ---------------------------------------------------------------- 7. a mixed batch
 SELECT etl_test.park();
 SELECT etl_test.make_job('mx_s'); SELECT etl_test.make_job('mx_f'); SELECT etl_test.make_job('mx_t');
-INSERT INTO kv VALUES ('mx_s', etl.run_job('mx_s'));
-INSERT INTO kv VALUES ('mx_f', etl.run_job('mx_f'));
-INSERT INTO kv VALUES ('mx_t', etl.run_job('mx_t'));
+SELECT etl_test.run_named('mx_s', 'mx_f', 'mx_t');
 SELECT etl_test.full_scan();
 SELECT is((SELECT count(*)::int FROM etl.claim('mw', 5)), 3, 'three runs are claimed for a mixed batch');
 CREATE TEMP TABLE mx_tok AS SELECT etl_test.token(etl_test.v('mx_t')) AS t;
@@ -363,9 +362,7 @@ SELECT is(ARRAY[(SELECT status FROM etl.pipeline_runs WHERE pipeline_run_id = et
 -- ---------------------------------------------------------------- 8. refusals
 SELECT etl_test.park();
 SELECT etl_test.make_job('rf_1'); SELECT etl_test.make_job('rf_2'); SELECT etl_test.make_job('rf_3');
-INSERT INTO kv VALUES ('rf_1', etl.run_job('rf_1'));
-INSERT INTO kv VALUES ('rf_2', etl.run_job('rf_2'));
-INSERT INTO kv VALUES ('rf_3', etl.run_job('rf_3'));
+SELECT etl_test.run_named('rf_1', 'rf_2', 'rf_3');
 SELECT etl_test.full_scan();
 SELECT is((SELECT count(*)::int FROM etl.claim('rw', 5)), 3, 'three runs are claimed for the refusals');
 -- rf_1 (a failure, handled by etl._finish) and rf_2 (a plain success) come before the stale rf_3.
@@ -423,14 +420,14 @@ SELECT is(ARRAY(SELECT status FROM etl.finish_many(jsonb_build_array(
 SELECT etl_test.park();
 SELECT etl_test.make_job('fl_early'); SELECT etl_test.make_job('fl_pool');
 UPDATE etl.jobs SET concurrency_limit = 2 WHERE slug = 'fl_pool';
-INSERT INTO kv VALUES ('fl_early', etl.run_job('fl_early'));
+SELECT etl_test.run_named('fl_early');
 SELECT etl_test.claim_exact(etl_test.v('fl_early'), 'fw');
 -- The floor a slow claim of fl_early leaves (valid for an hour here instead of half a second).
 SELECT set_config('etl.claim_floor',
     (SELECT array_to_string(ARRAY[(-priority)::text, pipeline_run_id::text, (-critical_path_ms)::text,
                                   next_attempt_at::text, run_id::text, (clock_timestamp() + interval '1 hour')::text], '|')
        FROM etl.runs WHERE run_id = etl_test.v('fl_early')), false);
-INSERT INTO kv VALUES ('fl_pool', etl.run_job('fl_pool'));
+SELECT etl_test.run_named('fl_pool');
 -- The floored pass takes fl_pool and comes up short (1 of 5); the full pass must not take it again
 -- (its pool has a second key).
 SELECT lives_ok($$CREATE TEMP TABLE fl_claim AS SELECT * FROM etl.claim('fw', 5)$$,

@@ -349,14 +349,12 @@ comment on function etl.finish(bigint, bigint, jsonb) is
   '"lineage": {}, "sql_executed"}. Refuses a stale token (ETL01). Returns the run''s new status: '
   'queued when a retry was scheduled.';
 
+-- (Called by etl.finish_many only, so it plans under that function's settings: generic plans,
+-- index probes only.)
 create or replace function etl._finish_successes(p_run_ids bigint[], p_tokens bigint[], p_outcomes jsonb[])
 returns void
 language plpgsql
 set search_path = ''
-set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one per call
-set enable_hashjoin = off   -- lookups of a batch by key: index probes only (see etl.claim)
-set enable_mergejoin = off
-set enable_seqscan = off
 as $$
 declare
   v_now timestamptz := pg_catalog.clock_timestamp();  -- see etl.claim: clock, not transaction start
