@@ -168,13 +168,17 @@ begin
       loop
         -- The concurrency key: the first free slot of its pool, or this run waits. A key another
         -- claimer is taking (or a finisher releasing) right now is skipped, never waited for (no
-        -- deadlocks); holding its advisory lock, a fresh look at the locks is exact.
+        -- deadlocks); holding its advisory lock, a fresh look at the locks is exact. The look is
+        -- its own statement: a statement's snapshot is taken before it runs, and one that also
+        -- took the lock could miss the lock row of a claimer that committed and let go of the
+        -- key in between (two active locks on one key, refused by one_active_lock_per_key).
         v_key_no := null;
         for k in 1 .. v_row.concurrency_limit loop
           v_lock_key := case when k = 1 then v_row.pool else v_row.pool || '#' || k end;
-          if not v_lock_key = any (w_key)
-             and pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'), pg_catalog.hashtext(v_lock_key))
-             and not exists (select 1 from etl.job_locks l where l.concurrency_key = v_lock_key and l.status = 'active') then
+          continue when v_lock_key = any (w_key)
+                     or not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('etl.job_locks'),
+                                                                 pg_catalog.hashtext(v_lock_key));
+          if not exists (select 1 from etl.job_locks l where l.concurrency_key = v_lock_key and l.status = 'active') then
             v_key_no := k;
             exit;
           end if;

@@ -221,6 +221,21 @@ def test_concurrency_key_overlap_in_one_transaction_is_excluded(db):
                             (run_ids,)).fetchone()["n"] == 1
 
 
+def test_a_hot_key_never_makes_a_claim_fail(db):
+    """Eight claimers race for one key whose holder finishes at once, 250 times over. A claimer
+    that takes the key's advisory lock just after the previous holder committed and let go must
+    see that holder's lock row: a look made in the same statement as the lock (with a snapshot
+    from before it) missed it now and then and inserted a second active lock, which the unique
+    index refused (an error from etl.claim)."""
+    with db.connect() as conn:
+        slugs = make_jobs(conn, 250, prefix="hot", concurrency_key="hot")
+        conn.execute("select etl.set_setting('parallel_jobs', '50', 'test')")
+        run_ids = trigger(conn, slugs)
+        claimed = drain_with_claimers(db, n_threads=8, batch=3, run_ids=run_ids)
+        assert sorted(r for _, r in claimed) == sorted(run_ids)
+        assert_each_ran_once(conn, run_ids)
+
+
 # --------------------------------------------------------------------------------------------
 # c. LISTEN etl_runnable
 
