@@ -4,7 +4,7 @@
 -- waits across pipeline runs, full-refresh approval, audit and run_events).
 
 BEGIN;
-SELECT plan(61);
+SELECT plan(63);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -152,6 +152,17 @@ SELECT throws_like($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_dim2', 'ed_fa
     'a declared fact -> dimension edge plus the implied dimension -> fact edge is refused as a cycle');
 SELECT is((SELECT count(*) FROM etl.pipeline_runs), (SELECT n FROM ed_count),
     'the refused trigger left no pipeline run behind');
+
+-- A cycle through a job that is neither: the walk from the implied edge finds it and names it whole.
+SELECT etl_test.make_job('ed_dim3', 'dimension'); SELECT etl_test.make_job('ed_fact3', 'fact');
+SELECT etl_test.make_job('ed_mid3');
+SELECT etl_test.dep('ed_fact3', 'ed_mid3'); SELECT etl_test.dep('ed_mid3', 'ed_dim3');
+SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_mid3', 'ed_dim3', 'ed_fact3'])$$,
+    '23514',
+    'dependency_cycle: the implied ordering (dimensions before facts, or a group run as one unit) closes the cycle ed_dim3 -> ed_fact3 -> ed_mid3 -> ed_dim3',
+    'a cycle of an implied edge and two declared ones is refused, every job on it named in order');
+SELECT lives_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_mid3', 'ed_dim3'])$$,
+    'without the fact the same declared edges are no cycle');
 
 -- ---------------------------------------------------------------- waiting for a parent outside the pipeline run
 SELECT etl_test.park();

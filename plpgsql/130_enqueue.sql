@@ -243,12 +243,18 @@ begin
   end if;
 
   -- GUARD: implied edges (dimensions before facts, groups as one unit) must not close a cycle with
-  -- declared ones: a fact that feeds a dimension, a job between two members of one group.
-  -- Reachability with UNION is bounded by (runs x runs) pairs; the path is spelled out only
-  -- when some run reaches itself.
-  if exists (
+  -- declared ones: a fact that feeds a dimension, a job between two members of one group. Declared
+  -- edges are acyclic (etl.job_dependencies refuses a cycle on insert), so a cycle holds an implied
+  -- edge, and the walk starts from those only: from each implied edge's parent, bounded by
+  -- (implied parents x runs) pairs, and nothing at all for a selection without roles or groups (a
+  -- walk from every run would cost runs x runs pairs: a quarter of a million for a chain of 700).
+  -- The path is spelled out only when some run reaches itself.
+  if exists (select 1 from etl.run_dependencies d
+              where d.pipeline_run_id = v_pid and d.dependency_type in ('dimension_before_fact', 'group'))
+     and exists (
     with recursive reach(start_id, run_id) as (
-      select d.parent_run_id, d.child_run_id from etl.run_dependencies d where d.pipeline_run_id = v_pid
+      select d.parent_run_id, d.child_run_id from etl.run_dependencies d
+       where d.pipeline_run_id = v_pid and d.dependency_type in ('dimension_before_fact', 'group')
       union
       select r.start_id, d.child_run_id
         from reach r join etl.run_dependencies d on d.parent_run_id = r.run_id
@@ -257,7 +263,8 @@ begin
     select 1 from reach where start_id = run_id) then
     with recursive walk(start_id, run_id, path) as (
       select d.parent_run_id, d.child_run_id, array[d.parent_run_id, d.child_run_id]
-        from etl.run_dependencies d where d.pipeline_run_id = v_pid
+        from etl.run_dependencies d
+       where d.pipeline_run_id = v_pid and d.dependency_type in ('dimension_before_fact', 'group')
       union all
       select w.start_id, d.child_run_id, w.path || d.child_run_id
         from walk w join etl.run_dependencies d on d.parent_run_id = w.run_id
