@@ -97,15 +97,22 @@ class RunnerMetrics:
         """status: an HTTP status code, or None when the request failed without a response."""
         self.api_duration.labels(host=host, status_class=status_class(status)).observe(max(seconds, 0.0))
 
-    def observe_pool(self, pool) -> None:
+    def observe_pool(self, pool, reports=None) -> None:
         """Feed the pool gauges from a psycopg_pool.ConnectionPool (get_stats(): pool_size,
-        pool_available, pool_max). get_stats() does not reset counters (pop_stats() would)."""
+        pool_available, pool_max), plus the runner's report connections (a HotConnections: in_use,
+        idle) when given. get_stats() does not reset counters (pop_stats() would)."""
         stats = pool.get_stats()
         size = stats.get("pool_size", 0)
         idle = stats.get("pool_available", 0)
-        self.pool_gauge.labels(state="in_use").set(max(size - idle, 0))
+        in_use = max(size - idle, 0)
+        top = stats.get("pool_max", getattr(pool, "max_size", 0))
+        if reports is not None:
+            in_use += reports.in_use
+            idle += reports.idle
+            top += reports.in_use + reports.idle
+        self.pool_gauge.labels(state="in_use").set(in_use)
         self.pool_gauge.labels(state="idle").set(idle)
-        self.pool_gauge.labels(state="max").set(stats.get("pool_max", getattr(pool, "max_size", 0)))
+        self.pool_gauge.labels(state="max").set(top)
 
     # -- exposition ------------------------------------------------------------------------------
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:

@@ -30,6 +30,7 @@ from psycopg_pool import ConnectionPool
 from . import __version__, queries, units
 from .queries import STALE_TOKEN
 from .context import JobContext
+from .hotconns import HotConnections
 from .http import HttpClient
 from .executors import outcome_from_exception, run_python, run_sql
 from .logsink import RunLogHandler, ensure_redacting
@@ -137,6 +138,7 @@ class Runner:
         self.in_flight: dict[int, InFlight] = {}
         self.log = FieldsAdapter(make_logger(), {"worker": self.worker_id})
         self.pool: ConnectionPool | None = None
+        self.reports: HotConnections | None = None
         self.fatal: BaseException | None = None
         self.metrics = RunnerMetrics(worker=self.worker_id)
         # Job logs go to stderr as JSON lines and, batched, to etl.run_logs; both see them redacted.
@@ -233,7 +235,14 @@ class Runner:
             "job": c.job_slug, "job_id": c.job_id, "run_id": c.run_id, "attempt": c.attempt_no,
             "attempt_id": c.token, "item_id": item["item_id"], "item_no": item["item_no"]})
 
-    def _execute(self, f: InFlight) -> None:
+    def _execute(self, f: InFlight | None) -> None:
+        """A slot thread: runs f, reports it, and goes on with the first run the report claimed
+        (no hand-over to another thread between the steps of a chain)."""
+        while f is not None:
+            f = self._report(f, self._outcome(f))
+
+    def _outcome(self, f: InFlight) -> dict:
+        """Executes the claimed run; every failure becomes an outcome, none escapes the slot."""
         c = f.claim
         try:
             if c.group_members is not None:
@@ -267,9 +276,11 @@ class Runner:
                 else:
                     self.log.error("view refresh failed", fields={"action": "refresh", "run_id": c.run_id,
                                                                   "error": str(exc).strip()[:300]})
-        self._report(f, outcome)
+        return outcome
 
-    def _report(self, f: InFlight, outcome: dict, handing_back: bool = False) -> None:
+    def _report(self, f: InFlight, outcome: dict, handing_back: bool = False) -> InFlight | None:
+        """Reports f (with the claim of this slot's next runs, in one statement) and returns the
+        first run claimed, for the calling slot thread to run next; the others go to other slots."""
         c = f.claim
         next_claims: list[Claimed] = []
         short_claim = [False]
@@ -287,7 +298,7 @@ class Runner:
                 want = max(1, self.slots - len(self.in_flight) + 1)
                 params = {"run_id": c.run_id, "token": c.token, "outcome": json.dumps(outcome, default=str),
                           "worker": self.worker_id, "max_runs": want}
-                with self.pool.connection() as conn:
+                with self.reports.connection() as conn:
                     rows = None
                     if claim:
                         try:
@@ -310,9 +321,6 @@ class Runner:
             try:
                 row = self._retrying("finish", send)
                 fields["run_status"] = row["status"]
-                self.log.info("run reported", fields=fields)
-                self.metrics.finished(c.job_slug, outcome.get("status", "failed"), outcome.get("error_category"),
-                                      c.kind, time.monotonic() - f.claimed_at)
             except psycopg.Error as exc:
                 if getattr(exc, "sqlstate", None) == STALE_TOKEN:
                     self.log.warning("report refused: stale token", fields=fields)
@@ -321,14 +329,20 @@ class Runner:
                                    fields={**fields, "error": str(exc).strip()[:300]})
         with self.lock:
             self.in_flight.pop(c.run_id, None)
+        # The runs claimed with the report started in the database: they go first, the report's
+        # log line and metrics after.
+        started = [self._start(nxt, submit=i > 0) for i, nxt in enumerate(next_claims)]
+        if "run_status" in fields:
+            self.log.info("run reported", fields=fields)
+            self.metrics.finished(c.job_slug, outcome.get("status", "failed"), outcome.get("error_category"),
+                                  c.kind, time.monotonic() - f.claimed_at)
         if next_claims:
             self.metrics.claimed(len(next_claims))
-            for nxt in next_claims:
-                self._start(nxt)
         # The claim loop fills the freed slot, unless the report's own claim already took all
         # there was (it came back short): then there is nothing to claim until a NOTIFY says so.
         if not short_claim[0]:
             self.wake.set()
+        return started[0] if started else None
 
     def _claim(self, conn: psycopg.Connection, free: int) -> list[Claimed]:
         rows = conn.execute(queries.CLAIM, {"worker": self.worker_id, "max_runs": free}).fetchall()
@@ -339,8 +353,9 @@ class Runner:
             "instance_id": self.worker_id, "version": __version__, "host": socket.gethostname(),
             "pid": os.getpid(), "status": status, "slots": self.slots, "busy": len(self.in_flight)})
 
-    def _start(self, c: Claimed) -> None:
-        """Hands a claimed run to a slot thread."""
+    def _start(self, c: Claimed, submit: bool = True) -> InFlight:
+        """Registers a claimed run as in flight and hands it to a slot thread (submit), or returns
+        it for the calling slot thread to run."""
         lease = max(1.0, (c.lease_expires_at.timestamp() - time.time()))
         ctx = JobContext(run_id=c.run_id, attempt_no=c.attempt_no, job=c.job_slug,
                          params=c.params, cursor=c.cursor, dry_run=c.dry_run,
@@ -355,16 +370,20 @@ class Runner:
             self.in_flight[c.run_id] = f
         self.log.info("claimed", fields={"action": "claim", "run_id": c.run_id,
                                          "job": c.job_slug, "attempt": c.attempt_no})
-        f.future = self.executor.submit(self._execute, f)
+        if submit:
+            f.future = self.executor.submit(self._execute, f)
+        return f
 
     def run(self) -> int:
         """The claim loop; returns the process exit code."""
-        # Slots execute SQL jobs and send reports through the pool: a connection per report would
-        # cost a backend start (milliseconds) on every step of a DAG.
-        # One connection per slot is open from the start, so the first reports of a pipeline do
-        # not wait for backend starts. Items of a run and their reports need connections of their
-        # own (up to item_concurrency per slot); the pool opens those lazily.
-        self.pool = ConnectionPool(self.dsn, min_size=self.slots, max_size=self.slots * 4 + 8, open=True,
+        # Reports (with the claim of the next runs) go through a stack of connections, one per slot
+        # open from the start, the most recently used first: a chain's steps stay on one hot
+        # backend, and the first reports of a pipeline do not wait for backend starts. SQL jobs,
+        # and the items of a run with their reports, use the pool (up to item_concurrency
+        # connections per slot, opened when needed): user code never shares a session with the
+        # engine's calls.
+        self.reports = HotConnections(self._connect)
+        self.pool = ConnectionPool(self.dsn, min_size=1, max_size=self.slots * 4 + 8, open=True,
                                    kwargs={"autocommit": True, "row_factory": dict_row})
         executor = self.executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="slot")
         threads = [threading.Thread(target=self._listen, name="listener", daemon=True),
@@ -378,6 +397,7 @@ class Runner:
                 port = self.metrics.serve(self.metrics_port)
                 self.log.info("metrics served", fields={"action": "metrics", "port": port})
             conn = self._retrying("connect", self._connect, attempts=30)
+            self.reports.fill(self.slots)
             self._service_beat(conn, "running")
             self.log.info("runner started", fields={"action": "start", "slots": self.slots})
             last_beat = time.monotonic()
@@ -393,7 +413,7 @@ class Runner:
                         for c in claimed:
                             self._start(c)
                     self.metrics.slots(len(self.in_flight), self.slots)
-                    self.metrics.observe_pool(self.pool)
+                    self.metrics.observe_pool(self.pool, self.reports)
                     if time.monotonic() - last_beat > 10:
                         self._service_beat(conn, "running")
                         last_beat = time.monotonic()
@@ -430,6 +450,7 @@ class Runner:
                 self._service_beat(conn, "stopped")
                 conn.close()
             self.pool.close()
+            self.reports.close()
             self.metrics.stop()
             self.job_logger.removeHandler(self.log_sink)
             self.log_sink.close()
