@@ -17,8 +17,8 @@ import psycopg
 class HotConnections:
     """Connections opened by `connect`: fill() opens some up front, and more open when all are in
     use (at most one per concurrent caller: the runner's slots bound that). A connection that comes
-    back closed or broken is dropped, and the next caller opens a new one; a failure to connect
-    reaches the caller, which retries as it would any lost connection."""
+    back closed or broken is dropped with the idle ones, and the next caller opens a new one; a
+    failure to connect reaches the caller, which retries as it would any lost connection."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection]):
         self._connect = connect
@@ -48,10 +48,18 @@ class HotConnections:
                 conn = self._connect()
             yield conn
         finally:
+            stale: list[psycopg.Connection] = []
             with self._lock:
                 self.in_use -= 1
                 if conn is not None and not conn.closed and not conn.broken:
                     self._idle.append(conn)
+                elif conn is not None:
+                    # A connection lost in use (a server restart, a network cut) says the idle ones
+                    # are likely gone too: the next caller opens a new one instead of trying each.
+                    stale, self._idle = self._idle, []
+            for old in stale:
+                with contextlib.suppress(psycopg.Error):
+                    old.close()
 
     @property
     def idle(self) -> int:
