@@ -4,7 +4,7 @@
 -- waits across pipeline runs, full-refresh approval, audit and run_events).
 
 BEGIN;
-SELECT plan(63);
+SELECT plan(64);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -103,6 +103,9 @@ SELECT etl_test.make_job('ed_c'); SELECT etl_test.make_job('ed_d');
 SELECT etl_test.dep('ed_a', 'ed_b'); SELECT etl_test.dep('ed_b', 'ed_c');
 SELECT is(etl_test.slugs(etl.trigger_pipeline(jobs => ARRAY['ed_a'])), ARRAY['ed_a'],
     'without downstream only the named job is selected');
+SELECT is((SELECT parameter_fingerprint FROM etl.runs WHERE job_id = etl_test.job('ed_a')),
+    etl.param_fingerprint('{}'),
+    'a run without parameters stores the fingerprint of {} (the trigger''s constant for it)');
 CREATE TEMP TABLE ed_chain AS SELECT etl.trigger_pipeline(jobs => ARRAY['ed_a'], downstream => true) AS pid;
 SELECT is(etl_test.slugs((SELECT pid FROM ed_chain)), ARRAY['ed_a', 'ed_b', 'ed_c'],
     'downstream closure includes children and grandchildren but not unrelated jobs');
