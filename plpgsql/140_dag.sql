@@ -133,21 +133,14 @@ declare
   v_child bigint;
   v_released integer := 0;
 begin
-  -- The children in the pipeline runs of these runs, each locked and looked at once, in id order
-  -- (two finishers lock shared children in the same order).
+  -- The children in the pipeline runs of these runs, and the runs triggered alone elsewhere that
+  -- wait for these jobs' latest runs to succeed: each locked and looked at once, in id order (two
+  -- finishers lock shared runs in the same order).
   for v_child in
-    select distinct d.child_run_id
+    select d.child_run_id
       from pg_catalog.unnest(p_run_ids) p(run_id) join etl.run_dependencies d on d.parent_run_id = p.run_id
-     order by 1
-  loop
-    perform 1 from etl.runs where run_id = v_child for update;
-    if etl._try_release(v_child) then
-      v_released := v_released + 1;
-    end if;
-  end loop;
-  -- Runs triggered alone elsewhere that wait for these jobs' latest runs to succeed.
-  for v_child in
-    select distinct w.run_id
+    union
+    select w.run_id
       from etl.runs p
       join etl.job_dependencies jd on jd.parent_job_id = p.job_id
       join etl.runs w on w.job_id = jd.child_job_id
