@@ -241,9 +241,9 @@ begin
   select w.attempt, w.run, w.attempt_no, claim.worker, v_now, v_now, v_now + w.lease, w.slot
     from unnest(w_attempt[1:v_n], w_run, w_attempt_no[1:v_n], w_lease[1:v_n], v_slots)
          as w(attempt, run, attempt_no, lease, slot);
-  for i in 1 .. v_n loop
-    update etl.run_slots s set run_id = w_run[i], claimed_at = v_now where s.slot_no = v_slots[i];
-  end loop;
+  update etl.run_slots s set run_id = w.run, claimed_at = v_now
+    from unnest(v_slots, w_run) as w(slot, run)
+   where s.slot_no = w.slot;
   update etl.runs r
      set status = 'running', attempt_count = w.attempt_no, started_at = coalesce(r.started_at, v_now)
     from unnest(w_run, w_attempt_no[1:v_n]) as w(run, attempt_no)
