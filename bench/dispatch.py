@@ -8,7 +8,8 @@ parent->child chain, and measures on the running project cluster:
   a. runs/s through claim(worker, 1) + finish, one run per transaction, N client connections
      (driven by pgbench -M prepared, a C client, so that the figure is the engine's; the same
      from N Python threads is printed beside it)
-  b. runs/s through claim(worker, 50) + finish_many, batched (pgbench too, and Python beside it)
+  b. runs/s through claim(worker, 50) + finish_many, batched (pgbench too, and Python beside it);
+     b2 the same through claim(worker, --big-batch) (200), pgbench only
   c. pgbench -N tps on the same cluster, and (a), (b) against tps/2 (a run = a claim commit + a finish commit)
   d. child release latency: parent finish commit -> NOTIFY seen by a LISTENing runner (the child is
      queued and visible: released in the parent's finish transaction) and -> child claimed; idle and
@@ -275,16 +276,16 @@ def push(clients: int, batch: int, target: int, claim_lat: list[float] | None = 
 
 # ------------------------------------------------------------- (a), (b) through pgbench's C client
 
-PGBENCH_SCRIPTS = {
-    # one run per transaction: the claim commits, then the finish commits
-    1: "select run_id, token from etl.claim('pgb' || :client_id, 1) \\gset\n"
-       "select etl.finish(:run_id, :token, '{\"status\": \"success\"}')\n",
-    # batched: one claim of 50 commits, then one finish_many of them commits
-    50: "select coalesce(jsonb_agg(jsonb_build_object('run_id', run_id, 'token', token,\n"
-        "       'outcome', '{\"status\": \"success\"}'::jsonb)), '[]') as reports\n"
-        "  from etl.claim('pgb' || :client_id, 50) \\gset\n"
-        "select count(*) from etl.finish_many(:reports::jsonb)\n",
-}
+def pgbench_script(batch: int) -> str:
+    if batch == 1:
+        # one run per transaction: the claim commits, then the finish commits
+        return ("select run_id, token from etl.claim('pgb' || :client_id, 1) \\gset\n"
+                "select etl.finish(:run_id, :token, '{\"status\": \"success\"}')\n")
+    # batched: one claim of `batch` commits, then one finish_many of them commits
+    return ("select coalesce(jsonb_agg(jsonb_build_object('run_id', run_id, 'token', token,\n"
+            "       'outcome', '{\"status\": \"success\"}'::jsonb)), '[]') as reports\n"
+            f"  from etl.claim('pgb' || :client_id, {batch}) \\gset\n"
+            "select count(*) from etl.finish_many(:reports::jsonb)\n")
 
 
 def pgbench_push(clients: int, batch: int, runs: int) -> tuple[int, float, int]:
@@ -292,9 +293,9 @@ def pgbench_push(clients: int, batch: int, runs: int) -> tuple[int, float, int]:
     engine to speak of). Each script run claims and finishes `batch` runs in two transactions.
     Returns (runs done, seconds, failed script runs); runs done are counted in the database (a batch
     claim near the end of the queue comes back short). The queue must hold more than `runs`."""
-    per_client = max(1, runs // (clients * batch))
+    per_client = max(1, -(-runs // (clients * batch)))  # at least `runs` in all
     script = Path(os.environ.get("TMPDIR", "/tmp")) / f"etl_bench_dispatch_{batch}.sql"
-    script.write_text(PGBENCH_SCRIPTS[batch])
+    script.write_text(pgbench_script(batch))
     with connect() as conn:
         before = conn.execute("select count(*) as n from etl.runs where status = 'success'").fetchone()["n"]
     t0 = time.perf_counter()
@@ -686,11 +687,14 @@ def main() -> int:
     ap.add_argument("--bg-rate", type=float, default=2000)
     ap.add_argument("--long-tx-seconds", type=float, default=60)
     ap.add_argument("--pgbench-seconds", type=int, default=20)
-    ap.add_argument("--skip", default="", help="comma list of phases to skip: a,b,c,d,e")
+    ap.add_argument("--big-batch", type=int, default=200, help="claim size of phase b2 (at most 1000)")
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: a,b,b2,c,d,e")
     ap.add_argument("--shared-keys", action="store_true",
                     help="no per-pipeline parameter: runs of one job share its concurrency key")
     ap.add_argument("--keep", action="store_true", help="keep the bench databases")
     args = ap.parse_args()
+    if not 1 <= args.big_batch <= 1000:
+        ap.error(f"--big-batch must be between 1 and 1000 (etl.claim's max_runs), got {args.big_batch}")
     skip = set(filter(None, args.skip.split(",")))
     global SHARED_KEYS
     SHARED_KEYS = args.shared_keys
@@ -731,6 +735,17 @@ def main() -> int:
             results["b_deadlocks"] = DEADLOCKS[0]
             log(f"(b) deadlocks so far: {DEADLOCKS[0]}")
             log(f"(b) {done} runs in {el:.1f}s: {done / el:.0f} runs/s")
+        if "b2" not in skip:
+            # Every client's whole batch must find free slots, or claims come back short.
+            with connect() as conn:
+                conn.execute("select etl.set_setting('parallel_jobs', %s, 'bench')",
+                             (str(max(1000, args.clients * args.big_batch + 100)),))
+            fresh_queue(args.clients, args.runs + args.clients * args.big_batch)
+            done, el, failed = pgbench_push(args.clients, args.big_batch, args.runs)
+            results["b2"], results["b2_failed"] = done / el, failed
+            log(f"(b2) pgbench: {done} runs in {el:.1f}s: {done / el:.0f} runs/s")
+            with connect() as conn:
+                conn.execute("select etl.set_setting('parallel_jobs', '1000', 'bench')")
         if "c" not in skip:
             results["c"] = pgbench(args.clients, args.pgbench_seconds)
             log(f"(c) pgbench -N: {results['c']:.0f} tps")
@@ -799,6 +814,12 @@ def report(r: dict, args) -> None:
                      f"{r['b_failed']:10d}", "0"))
         rows.append((f"    the same from {args.clients} Python threads (psycopg), runs/s", f"{r['b_py']:10.0f}", "(info)"))
         rows.append(("    claim deadlocks detected (retried) during (a)+(b)", f"{r['b_deadlocks']:10d}", "0"))
+    if "b2" in r:
+        rows.append((f"(b2) claim(w,{args.big_batch})+finish_many, {args.clients} pgbench clients, runs/s",
+                     f"{r['b2']:10.0f}", ">= 6,000"))
+        if half:
+            rows.append(("    (b2) / (pgbench tps / 2)", f"{r['b2'] / half:10.2f}", ""))
+        rows.append(("    (b2) failed script runs", f"{r['b2_failed']:10d}", "0"))
     if "c" in r:
         rows.append((f"(c) pgbench -N -c {args.clients} -j 2 tps", f"{r['c']:10.0f}", ""))
         rows.append(("    physical limit tps/2 (runs/s, 2 commits per run)", f"{half:10.0f}", ""))

@@ -3,7 +3,7 @@
 -- backoff, error classification, skips, alerts, cursors, finish_many, pipeline closure).
 
 BEGIN;
-SELECT plan(96);
+SELECT plan(98);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -257,6 +257,19 @@ SELECT throws_ok(format('UPDATE etl.runs SET status = ''running'' WHERE run_id =
 CREATE TEMP TABLE cf_q AS SELECT etl.run_job('cf_2') AS r;
 SELECT throws_like(format('UPDATE etl.runs SET status = ''success'', ended_at = now() WHERE run_id = %s', (SELECT r FROM cf_q)),
     'run_status_transition_is_legal:%', 'the trigger refuses a jump that skips running');
+-- Its WHEN clause lets the everyday steps through without calling the function: every pair it
+-- names, read back from the catalog, must be legal in the lifecycle.
+CREATE TEMP VIEW cf_when_pairs AS
+SELECT m[1] AS from_status, m[2] AS to_status
+  FROM pg_catalog.pg_trigger t,
+       pg_catalog.regexp_matches(pg_catalog.pg_get_triggerdef(t.oid),
+         '\(old\.status <> ''(\w+)''::text\) OR \(new\.status <> ''(\w+)''::text\)', 'g') m
+ WHERE t.tgname = 'run_status_transition_is_legal';
+SELECT set_eq('SELECT from_status, to_status FROM cf_when_pairs',
+    $$VALUES ('pending', 'queued'), ('queued', 'running'), ('running', 'success')$$,
+    'the trigger''s WHEN clause lets through released, claimed and succeeded');
+SELECT is((SELECT pg_catalog.bool_and(etl._run_transition_is_legal(from_status, to_status)) FROM cf_when_pairs), true,
+    'and each pair it lets through is legal in the lifecycle');
 
 -- ---------------------------------------------------------------- cursors
 SELECT etl_test.make_job('cf_inc');
