@@ -77,8 +77,11 @@ CREATE TABLE etl.runs (
   dry_run               boolean NOT NULL DEFAULT false,
   params                jsonb NOT NULL DEFAULT '{}'
                         CONSTRAINT run_params_object CHECK (pg_catalog.jsonb_typeof(params) = 'object'),
+  -- Lower-case SHA-256 hex, checked on every write of the row (three per run): a byte length and a
+  -- negated class cost 0.5 us, '^[0-9a-f]{64}$' 8 us (7% of a batched claim and finish).
   parameter_fingerprint text NOT NULL
-                        CONSTRAINT run_fingerprint_is_sha256 CHECK (parameter_fingerprint ~ '^[0-9a-f]{64}$'),
+                        CONSTRAINT run_fingerprint_is_sha256
+                        CHECK (pg_catalog.octet_length(parameter_fingerprint) = 64 AND parameter_fingerprint !~ '[^0-9a-f]'),
   priority              integer NOT NULL DEFAULT 0,
   critical_path_ms      bigint NOT NULL DEFAULT 0,
   logical_date          timestamptz NOT NULL,
@@ -206,7 +209,8 @@ CREATE TABLE etl.run_items (
   run_id          bigint NOT NULL REFERENCES etl.runs (run_id) ON DELETE CASCADE,
   item_no         integer NOT NULL CONSTRAINT item_no_positive CHECK (item_no >= 1),
   params          jsonb NOT NULL CONSTRAINT item_params_object CHECK (pg_catalog.jsonb_typeof(params) = 'object'),
-  param_hash      text NOT NULL CONSTRAINT item_param_hash_is_sha256 CHECK (param_hash ~ '^[0-9a-f]{64}$'),
+  param_hash      text NOT NULL CONSTRAINT item_param_hash_is_sha256
+                  CHECK (pg_catalog.octet_length(param_hash) = 64 AND param_hash !~ '[^0-9a-f]'),
   status          text NOT NULL DEFAULT 'pending'
                   CONSTRAINT item_status_known
                   CHECK (status IN ('pending', 'running', 'success', 'failed', 'skipped', 'cancelled')),
@@ -326,7 +330,8 @@ CREATE INDEX job_locks_expires_idx ON etl.job_locks (expires_at);
 CREATE TABLE etl.cursors (
   cursor_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   job_id        bigint NOT NULL REFERENCES etl.jobs (job_id) ON DELETE CASCADE,
-  param_hash    text NOT NULL CONSTRAINT cursor_param_hash_is_sha256 CHECK (param_hash ~ '^[0-9a-f]{64}$'),
+  param_hash    text NOT NULL CONSTRAINT cursor_param_hash_is_sha256
+                CHECK (pg_catalog.octet_length(param_hash) = 64 AND param_hash !~ '[^0-9a-f]'),
   params        jsonb NOT NULL DEFAULT '{}',
   strategy      text NOT NULL CONSTRAINT cursor_strategy_known CHECK (strategy IN ('modified_date', 'last_run')),
   cursor_value  timestamptz,

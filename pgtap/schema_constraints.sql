@@ -7,7 +7,7 @@
 
 BEGIN;
 
-SELECT plan(95);
+SELECT plan(100);
 
 \ir lib/schema_helpers.psql
 
@@ -426,6 +426,24 @@ SELECT throws_ok(
   'a parameter fingerprint shorter than 64 hex digits is rejected');
 
 SELECT throws_ok(
+  $$INSERT INTO etl.runs (pipeline_run_id, job_id, parameter_fingerprint, logical_date, max_attempts)
+    VALUES (etl_test.fx('chk_pipeline'), etl_test.job_id_of('chk_job'), etl_test.sha('{}') || '0', '2026-01-01', 3)$$,
+  '23514', 'new row for relation "runs" violates check constraint "run_fingerprint_is_sha256"',
+  'a parameter fingerprint longer than 64 hex digits is rejected');
+
+SELECT throws_ok(
+  $$INSERT INTO etl.runs (pipeline_run_id, job_id, parameter_fingerprint, logical_date, max_attempts)
+    VALUES (etl_test.fx('chk_pipeline'), etl_test.job_id_of('chk_job'), repeat('a', 63) || 'g', '2026-01-01', 3)$$,
+  '23514', 'new row for relation "runs" violates check constraint "run_fingerprint_is_sha256"',
+  'a parameter fingerprint of 64 characters with one that is not hex is rejected');
+
+SELECT throws_ok(
+  $$INSERT INTO etl.runs (pipeline_run_id, job_id, parameter_fingerprint, logical_date, max_attempts)
+    VALUES (etl_test.fx('chk_pipeline'), etl_test.job_id_of('chk_job'), repeat('a', 62) || 'é', '2026-01-01', 3)$$,
+  '23514', 'new row for relation "runs" violates check constraint "run_fingerprint_is_sha256"',
+  'a parameter fingerprint of 64 bytes with a two-byte character in it is rejected');
+
+SELECT throws_ok(
   $$INSERT INTO etl.pipeline_runs (mode, status) VALUES ('full', 'queued')$$,
   '23514', 'new row for relation "pipeline_runs" violates check constraint "full_refresh_requires_approval"',
   'a full-refresh pipeline run cannot be queued without a recorded approval (seed 004)');
@@ -534,6 +552,18 @@ SELECT lives_ok(
   $$INSERT INTO etl.cursors (job_id, param_hash, params, strategy)
     VALUES (etl_test.job_id_of('uq_other'), etl_test.sha('{"region":"eu"}'), '{"region": "eu"}', 'last_run')$$,
   'another job may keep a cursor for the same parameter set');
+
+SELECT throws_ok(
+  $$INSERT INTO etl.cursors (job_id, param_hash, params, strategy)
+    VALUES (etl_test.job_id_of('uq_other'), upper(etl_test.sha('{"region":"us"}')), '{"region": "us"}', 'last_run')$$,
+  '23514', 'new row for relation "cursors" violates check constraint "cursor_param_hash_is_sha256"',
+  'a cursor''s param_hash is lower-case SHA-256 hex');
+
+SELECT throws_ok(
+  $$INSERT INTO etl.run_items (run_id, item_no, params, param_hash)
+    VALUES (etl_test.fx('uq_run'), 9, '{"region": "us"}', repeat('0', 63) || 'x')$$,
+  '23514', 'new row for relation "run_items" violates check constraint "item_param_hash_is_sha256"',
+  'an item''s param_hash is SHA-256 hex');
 
 SELECT throws_ok(
   $$INSERT INTO etl.runs (pipeline_run_id, job_id, correlation_id, parameter_fingerprint, logical_date, max_attempts)
