@@ -109,7 +109,11 @@ def summary(conn: psycopg.Connection, pid: int) -> int:
     cp = max(path(r) for r in runs)
     print(f"\n== pipeline run {pid}: {s['status']}")
     print(f"  {s['ok']} of {s['total']} runs succeeded; {s['retries']} retries taken after transient API faults")
-    print(f"  {s['records_read']} records read from the API")
+    if s['records_read']:
+        print(f"  {s['records_read']} records read from the API")
+    else:
+        print("  0 records read from the API: the extracts are incremental, and nothing there changed "
+              "after the cursors of the last run")
     extra = conn.execute("""
         select (select count(*) from etl.run_items i join etl.runs r using (run_id) where r.pipeline_run_id = %(p)s) as items,
                (select count(*) from etl.run_refreshes f join etl.runs r using (run_id)
