@@ -260,10 +260,10 @@ SELECT throws_like(format('UPDATE etl.runs SET status = ''success'', ended_at = 
 -- Its WHEN clause lets the everyday steps through without calling the function: every pair it
 -- names, read back from the catalog, must be legal in the lifecycle.
 CREATE TEMP VIEW cf_when_pairs AS
-SELECT m[1] AS from_status, m[2] AS to_status
+SELECT pg_catalog.split_part(p, '>', 1) AS from_status, pg_catalog.split_part(p, '>', 2) AS to_status
   FROM pg_catalog.pg_trigger t,
-       pg_catalog.regexp_matches(pg_catalog.pg_get_triggerdef(t.oid),
-         '\(old\.status <> ''(\w+)''::text\) OR \(new\.status <> ''(\w+)''::text\)', 'g') m
+       pg_catalog.unnest(pg_catalog.string_to_array(
+         pg_catalog.substring(pg_catalog.pg_get_triggerdef(t.oid), '<> ALL \(''\{([^}]*)\}''::text\[\]\)'), ',')) p
  WHERE t.tgname = 'run_status_transition_is_legal';
 SELECT set_eq('SELECT from_status, to_status FROM cf_when_pairs',
     $$VALUES ('pending', 'queued'), ('queued', 'running'), ('running', 'success')$$,
