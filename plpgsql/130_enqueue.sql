@@ -251,9 +251,7 @@ begin
   -- (implied parents x runs) pairs, and nothing at all for a selection without roles or groups (a
   -- walk from every run would cost runs x runs pairs: a quarter of a million for a chain of 700).
   -- The path is spelled out only when some run reaches itself.
-  if exists (select 1 from etl.run_dependencies d
-              where d.pipeline_run_id = v_pid and d.dependency_type in ('dimension_before_fact', 'group'))
-     and exists (
+  if exists (
     with recursive reach(start_id, run_id) as (
       select d.parent_run_id, d.child_run_id from etl.run_dependencies d
        where d.pipeline_run_id = v_pid and d.dependency_type in ('dimension_before_fact', 'group')

@@ -83,22 +83,19 @@ begin
     return false;
   end if;
   -- GUARD: parents outside the pipeline run: their latest run must be a success.
-  -- (A group leader answers for the outside parents of all its members.)
-  -- (Two EXISTS, not one with an OR: each probes job_dependencies by child, and the CASE looks up a
-  -- parent's latest run only when the parent is outside the pipeline run.)
-  if exists (select 1 from etl.job_dependencies jd
-              where jd.child_job_id = v_run.job_id
-                and case when exists (select 1 from etl.runs pr
+  -- (A group leader answers for the outside parents of all its members: one EXISTS over the jobs
+  -- the run answers for, each probing job_dependencies by child; the CASE looks up a parent's
+  -- latest run only when the parent is outside the pipeline run.)
+  if exists (select 1
+               from (select v_run.job_id as job_id
+                     union all
+                     select m.job_id from etl.runs m
+                      where v_run.group_id is not null and m.group_leader_run_id = p_run_id) c
+               join etl.job_dependencies jd on jd.child_job_id = c.job_id
+              where case when exists (select 1 from etl.runs pr
                                        where pr.pipeline_run_id = v_run.pipeline_run_id and pr.job_id = jd.parent_job_id)
                          then false
-                         else not etl._latest_run_succeeded(jd.parent_job_id) end)
-     or (v_run.group_id is not null
-         and exists (select 1 from etl.runs m join etl.job_dependencies jd on jd.child_job_id = m.job_id
-                      where m.group_leader_run_id = p_run_id
-                        and case when exists (select 1 from etl.runs pr
-                                               where pr.pipeline_run_id = v_run.pipeline_run_id and pr.job_id = jd.parent_job_id)
-                                 then false
-                                 else not etl._latest_run_succeeded(jd.parent_job_id) end)) then
+                         else not etl._latest_run_succeeded(jd.parent_job_id) end) then
     if v_run.wait_until is null then
       select coalesce(j.upstream_wait_limit,
                       pg_catalog.make_interval(secs => (select (s.value #>> '{}')::float8 from etl.settings s
