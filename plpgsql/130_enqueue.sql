@@ -1,7 +1,30 @@
 -- Enqueue: a pipeline run and its runs in one transaction, idempotent on a key.
 
+-- The edges of a selection: what its pipeline run's DAG is made of.
+create or replace function etl._selection_edges(p_job_ids bigint[])
+returns table (parent_job_id bigint, child_job_id bigint, dependency_type text)
+language sql
+stable
+set search_path = ''
+as $$
+  -- Declared edges among the selected jobs, plus dimensions before facts (seed 004) where no
+  -- declared edge says so already.
+  select d.parent_job_id, d.child_job_id, d.dependency_type
+    from etl.job_dependencies d
+   where d.parent_job_id = any (p_job_ids) and d.child_job_id = any (p_job_ids)
+  union all
+  select pj.job_id, cj.job_id, 'dimension_before_fact'
+    from etl.jobs pj join etl.jobs cj on cj.role = 'fact' and cj.job_id = any (p_job_ids)
+   where pj.role = 'dimension' and pj.job_id = any (p_job_ids)
+     and not exists (select 1 from etl.job_dependencies d
+                      where d.parent_job_id = pj.job_id and d.child_job_id = cj.job_id)
+$$;
+comment on function etl._selection_edges(bigint[]) is
+  'The DAG edges among a selection of jobs: declared ones, and dimension before fact (seed 004) '
+  'where no declared edge exists. Internal to enqueue.';
+
 -- Expected remaining chain per job of a selection, so that claims take the critical path first.
-create or replace function etl._critical_paths(p_job_ids bigint[])
+create or replace function etl._critical_paths(p_job_ids bigint[], p_parents bigint[], p_children bigint[])
 returns jsonb
 language plpgsql
 stable
@@ -38,18 +61,13 @@ begin
                          from (select r.duration_ms from etl.runs r
                                 where r.job_id = j.id and r.status = 'success'
                                 order by r.ended_at desc limit 5) x) h on true;
-  -- The edges the pipeline run will have: declared ones and dimensions before facts.
+  -- The edges (parent, child) as positions.
   with pos as (
     select id, pos::integer from pg_catalog.unnest(v_ids) with ordinality u(id, pos)
-  ), e as (
-    select d.parent_job_id as p, d.child_job_id as c from etl.job_dependencies d
-     where d.parent_job_id = any (v_ids) and d.child_job_id = any (v_ids)
-    union
-    select pj.job_id, cj.job_id from etl.jobs pj, etl.jobs cj
-     where pj.job_id = any (v_ids) and cj.job_id = any (v_ids)
-       and pj.role = 'dimension' and cj.role = 'fact'
   ), ep as materialized (
-    select pp.pos as p, cp.pos as c from e join pos pp on pp.id = e.p join pos cp on cp.id = e.c
+    select distinct pp.pos as p, cp.pos as c
+      from unnest(p_parents, p_children) e(p, c)  -- (multi-argument unnest: unqualified)
+      join pos pp on pp.id = e.p join pos cp on cp.id = e.c
   )
   select coalesce((select pg_catalog.array_agg(ep.p order by ep.c, ep.p) from ep), '{}'),
          (select pg_catalog.array_agg(x.first order by x.g)
@@ -83,10 +101,23 @@ begin
             from pg_catalog.generate_series(1, v_n) g where v_rank[g] is not null);
 end;
 $$;
+comment on function etl._critical_paths(bigint[], bigint[], bigint[]) is
+  'For the jobs of a selection and the edges among them (parents[i] -> children[i]): {job_id: '
+  'expected ms of the longest chain from the job to the end}, from the mean of each job''s last five '
+  'successful durations (1 s without history). Internal to enqueue.';
+
+create or replace function etl._critical_paths(p_job_ids bigint[])
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select etl._critical_paths(p_job_ids, coalesce(pg_catalog.array_agg(e.parent_job_id), '{}'),
+                             coalesce(pg_catalog.array_agg(e.child_job_id), '{}'))
+    from etl._selection_edges(p_job_ids) e
+$$;
 comment on function etl._critical_paths(bigint[]) is
-  'For the jobs of a selection: {job_id: expected ms of the longest chain from the job to the end}, '
-  'from the mean of each job''s last five successful durations (1 s without history) over the '
-  'declared and dimension-before-fact edges among them. Internal to enqueue.';
+  'etl._critical_paths over the edges of the selection (etl._selection_edges).';
 
 create or replace function etl._create_pipeline_run(
   p_job_ids bigint[], p_selection jsonb, p_params jsonb, p_dry_run boolean, p_reason text,
@@ -107,6 +138,11 @@ declare
   v_logical timestamptz := coalesce(p_logical_date, pg_catalog.now());
   v_ranks jsonb;
   v_no_params text;
+  -- The selection's edges (job ids and types) and their snapshot, worked out once.
+  v_parents bigint[] := '{}';
+  v_children bigint[] := '{}';
+  v_types text[] := '{}';
+  v_snapshot jsonb := '[]';
 begin
   if p_idempotency_key is not null then
     select pipeline_run_id into v_pid from etl.pipeline_runs where idempotency_key = p_idempotency_key;
@@ -159,16 +195,34 @@ begin
     end loop;
   end if;
 
+  -- The DAG among the selected jobs (a job alone has none): for the edges between its runs, the
+  -- critical paths, and the pipeline run's snapshot, written with it rather than by a second
+  -- statement (a second row version, and GIN entries written twice).
+  if not v_single then
+    select coalesce(pg_catalog.array_agg(e.parent_job_id order by pj.slug, cj.slug), '{}'),
+           coalesce(pg_catalog.array_agg(e.child_job_id order by pj.slug, cj.slug), '{}'),
+           coalesce(pg_catalog.array_agg(e.dependency_type order by pj.slug, cj.slug), '{}'),
+           coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('parent', pj.slug, 'child', cj.slug,
+                                                                       'type', e.dependency_type)
+                                         order by pj.slug, cj.slug), '[]')
+      into v_parents, v_children, v_types, v_snapshot
+      from etl._selection_edges(p_job_ids) e
+      join etl.jobs pj on pj.job_id = e.parent_job_id
+      join etl.jobs cj on cj.job_id = e.child_job_id;
+  end if;
+
   insert into etl.pipeline_runs (idempotency_key, trigger_type, schedule_id, logical_date, status, mode,
                                  transaction_scope, dry_run, params, selection, reason, started_at,
-                                 full_refresh_confirmed, approved_by, approved_at, approval_reason)
+                                 full_refresh_confirmed, approved_by, approved_at, approval_reason,
+                                 dependency_snapshot)
   values (p_idempotency_key, p_trigger_type, p_schedule_id, v_logical,
           case when p_mode = 'full' and p_approval is null then 'awaiting_approval' else 'running' end, p_mode,
           p_transaction_scope, p_dry_run, coalesce(p_params, '{}'), coalesce(p_selection, '{}'), p_reason,
           pg_catalog.now(), p_mode = 'full' and p_approval is not null,
           case when p_mode = 'full' then p_approval ->> 'approver' end,
           case when p_mode = 'full' and p_approval is not null then pg_catalog.now() end,
-          case when p_mode = 'full' then p_approval ->> 'reason' end)
+          case when p_mode = 'full' then p_approval ->> 'reason' end,
+          v_snapshot)
   on conflict do nothing
   returning pipeline_run_id into v_pid;
   if v_pid is null then
@@ -183,7 +237,7 @@ begin
   -- One statement for all runs (a statement per run costs its own executor start and CHECK
   -- set-up on a table with many of both). Each job takes the pipeline parameters it declares (all
   -- of them when it runs alone), validated and completed with its defaults.
-  v_ranks := case when v_single then '{}' else etl._critical_paths(p_job_ids) end;
+  v_ranks := case when v_single then '{}' else etl._critical_paths(p_job_ids, v_parents, v_children) end;
   -- etl.param_fingerprint('{}') as a constant (pgTAP checks it): a fresh session would plan that
   -- call, and compile the canonical JSON functions, on every trigger (1-1.5 ms).
   v_no_params := '44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
@@ -215,29 +269,14 @@ begin
     from v
    order by v.job_id;
 
-  -- Edges among the selected jobs: declared ones, plus dimensions before facts (seed 004).
-  insert into etl.run_dependencies (pipeline_run_id, parent_run_id, child_run_id, dependency_type)
-  select v_pid, pr.run_id, cr.run_id, d.dependency_type
-    from etl.job_dependencies d
-    join etl.runs pr on pr.pipeline_run_id = v_pid and pr.job_id = d.parent_job_id
-    join etl.runs cr on cr.pipeline_run_id = v_pid and cr.job_id = d.child_job_id
-  union all
-  select v_pid, pr.run_id, cr.run_id, 'dimension_before_fact'
-    from etl.runs pr join etl.jobs pj on pj.job_id = pr.job_id and pj.role = 'dimension'
-    join etl.runs cr on cr.pipeline_run_id = v_pid
-    join etl.jobs cj on cj.job_id = cr.job_id and cj.role = 'fact'
-   where pr.pipeline_run_id = v_pid
-     and not exists (select 1 from etl.job_dependencies d
-                      where d.parent_job_id = pj.job_id and d.child_job_id = cj.job_id);
-
-  update etl.pipeline_runs set dependency_snapshot = coalesce((
-    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('parent', pj.slug, 'child', cj.slug, 'type', d.dependency_type)
-                                order by pj.slug, cj.slug)
-      from etl.run_dependencies d
-      join etl.runs pr on pr.run_id = d.parent_run_id join etl.jobs pj on pj.job_id = pr.job_id
-      join etl.runs cr on cr.run_id = d.child_run_id join etl.jobs cj on cj.job_id = cr.job_id
-     where d.pipeline_run_id = v_pid), '[]')
-   where pipeline_run_id = v_pid;
+  -- The edges between the runs.
+  if pg_catalog.cardinality(v_parents) > 0 then
+    insert into etl.run_dependencies (pipeline_run_id, parent_run_id, child_run_id, dependency_type)
+    select v_pid, pr.run_id, cr.run_id, e.dependency_type
+      from unnest(v_parents, v_children, v_types) e(parent_job_id, child_job_id, dependency_type)
+      join etl.runs pr on pr.pipeline_run_id = v_pid and pr.job_id = e.parent_job_id
+      join etl.runs cr on cr.pipeline_run_id = v_pid and cr.job_id = e.child_job_id;
+  end if;
 
   -- The declared DAG is the snapshot; per_group then folds each group into one unit.
   if p_transaction_scope = 'per_group' then

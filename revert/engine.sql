@@ -35,7 +35,7 @@ BEGIN
        '_fire_schedule', '_reap_expired_leases', 'tick', 'backfill', '_release_roots', 'approve',
        '_cursor_for', '_materialize_items', 'start_items', 'finish_item', '_item_outcome',
        '_form_groups', '_group_claim_members', '_group_follow', '_group_leader_moved',
-       '_can_refresh_concurrently', '_notify_if_still_queued', '_critical_paths', '_check_outcome', '_attempt_is_current', 'refresh_plan', 'refresh_view',
+       '_can_refresh_concurrently', '_notify_if_still_queued', '_critical_paths', '_selection_edges', '_check_outcome', '_attempt_is_current', 'refresh_plan', 'refresh_view',
        '_finish_successes', '_refuse_stale_token')
   LOOP
     EXECUTE pg_catalog.format('DROP FUNCTION %s', v_fn);
