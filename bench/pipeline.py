@@ -11,8 +11,9 @@
    itself, its commit, the runners' wake-up and claim), the per-run cost between claim and
    report, the overhead split into its four parts (the start; the runs' claim-to-report time, the
    slot time free while a run was queued and the idle time beyond the best schedule's, each over
-   the slots: from run timestamps, they add up to the overhead), and what oldest-first claiming
-   (the order before critical path first) would give.
+   the slots: from run timestamps, they add up to the overhead), the trigger call's own time and
+   the overhead counted from its return instead (the submission left out; the headline figure
+   keeps it in), and what oldest-first claiming (the order before critical path first) would give.
 2. A chain of 72 no-op jobs (c01 -> c02 -> ... -> c72): makespan / 72 is the per-step overhead
    (finish commit -> NOTIFY -> claim -> execute -> finish; target < 5 ms).
 """
@@ -207,11 +208,13 @@ def slot_time(runs: list[tuple[float, float, float]], slots: int) -> tuple[float
 def run_pipeline(jobs: list[str], slots: int) -> dict:
     with connect() as c:
         pid = c.execute("select etl.trigger_pipeline(jobs => %s) as p", (jobs,)).fetchone()["p"]
+        returned = time.time()  # the same clock as the server's: one machine
         while c.execute("select status from etl.pipeline_runs where pipeline_run_id = %s", (pid,)
                         ).fetchone()["status"] == "running":
             time.sleep(0.02)
         row = c.execute("""
             select p.status, extract(epoch from max(r.ended_at) - p.created_at) * 1000 as makespan_ms,
+                   extract(epoch from p.created_at) as created_epoch,
                    extract(epoch from min(r.started_at) - p.created_at) * 1000 as first_start_ms,
                    extract(epoch from max(r.ended_at) - min(r.started_at)) * 1000 as run_span_ms,
                    sum(r.duration_ms) as sum_duration_ms,
@@ -236,6 +239,7 @@ def run_pipeline(jobs: list[str], slots: int) -> dict:
     return {"status": row["status"], "makespan_ms": float(row["makespan_ms"]),
             "first_start_ms": float(row["first_start_ms"]), "sum_duration_ms": float(row["sum_duration_ms"]),
             "run_span_ms": float(row["run_span_ms"]),
+            "trigger_ms": (returned - float(row["created_epoch"])) * 1000,
             "max_overlap": (row["max_overlap"] or 0) + 1, "order_violations": violations,
             "free_queued_ms": free_queued, "free_empty_ms": free_empty}
 
@@ -268,6 +272,7 @@ def main() -> int:
     mk = statistics.median(d["makespan_ms"] for d in dag)
     overhead = mk - best
     step = statistics.median(c["makespan_ms"] for c in chain) / 72
+    from_return = statistics.median(d["makespan_ms"] - d["trigger_ms"] for d in dag) - best
     # The overhead, split exactly: slots x (makespan - start) = work + the runs' own cost + slot time
     # free with a run queued + free with none; the best schedule has only work and free-with-none.
     mid = sorted(dag, key=lambda d: d["makespan_ms"])[(len(dag) - 1) // 2]
@@ -289,6 +294,10 @@ def main() -> int:
          f"{statistics.median(d['first_start_ms'] for d in dag):.0f}", "(info)"),
         ("  per run: (sum of run durations - work) / runs, claim to report (ms)",
          f"{(statistics.median(d['sum_duration_ms'] for d in dag) - work) / len(slugs):.1f}", "(info)"),
+        ("  the trigger call itself (its transaction start -> its return to the caller) (ms)",
+         f"{statistics.median(d['trigger_ms'] for d in dag):.0f}", "(info)"),
+        ("  overhead counted from the trigger's return instead (ms; / makespan)",
+         f"{from_return:.0f}; {from_return / mk:.2%}", "(info)"),
         ("  the overhead of the median repetition, split (ms): start + runs' claim-to-report time / slots",
          f"{split[0]:.0f} + {split[1]:.0f}", "(info)"),
         ("    + slot time free while a run was queued / slots + idle beyond the best schedule's / slots",
