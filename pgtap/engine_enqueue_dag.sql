@@ -4,7 +4,7 @@
 -- waits across pipeline runs, full-refresh approval, audit and run_events).
 
 BEGIN;
-SELECT plan(64);
+SELECT plan(68);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -166,6 +166,27 @@ SELECT throws_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_mid3', 'ed_dim3
     'a cycle of an implied edge and two declared ones is refused, every job on it named in order');
 SELECT lives_ok($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_mid3', 'ed_dim3'])$$,
     'without the fact the same declared edges are no cycle');
+
+-- ---------------------------------------------------------------- a selection's edges, worked out once
+SELECT etl_test.make_job('ed_dim4', 'dimension'); SELECT etl_test.make_job('ed_fact4', 'fact');
+SELECT etl_test.make_job('ed_out4');
+SELECT etl_test.dep('ed_dim4', 'ed_fact4'); SELECT etl_test.dep('ed_fact4', 'ed_out4');
+SELECT results_eq(
+    $$SELECT p.slug, c.slug, e.dependency_type
+        FROM etl._selection_edges(ARRAY[etl_test.job('ed_dim4'), etl_test.job('ed_fact4')]) e
+        JOIN etl.jobs p ON p.job_id = e.parent_job_id JOIN etl.jobs c ON c.job_id = e.child_job_id$$,
+    $$VALUES ('ed_dim4'::text, 'ed_fact4'::text, 'explicit'::text)$$,
+    'a declared dimension -> fact edge is the only edge: no implied duplicate, none to a job outside the selection');
+CREATE TEMP TABLE ed_df4 AS SELECT etl.trigger_pipeline(jobs => ARRAY['ed_dim4', 'ed_fact4']) AS pid;
+SELECT is((SELECT dependency_snapshot FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT pid FROM ed_df4)),
+    '[{"type": "explicit", "child": "ed_fact4", "parent": "ed_dim4"}]'::jsonb,
+    'the pipeline run is created with its snapshot: the one declared edge');
+SELECT is((SELECT dependency_snapshot FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT pid FROM ed_df)),
+    '[{"type": "dimension_before_fact", "child": "ed_fact", "parent": "ed_dim"}]'::jsonb,
+    'an implied edge is in the snapshot, with its type');
+CREATE TEMP TABLE ed_alone4 AS SELECT etl.trigger_pipeline(jobs => ARRAY['ed_out4']) AS pid;
+SELECT is((SELECT dependency_snapshot FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT pid FROM ed_alone4)),
+    '[]'::jsonb, 'a job triggered alone has an empty snapshot');
 
 -- ---------------------------------------------------------------- waiting for a parent outside the pipeline run
 SELECT etl_test.park();
