@@ -179,25 +179,27 @@ def start_runners(n: int, slots: int) -> list[subprocess.Popen]:
     return procs
 
 
+ENDED, QUEUED, STARTED = 0, 1, 2  # at one instant: a slot frees, then a run queues, then one starts
+
+
 def slot_time(runs: list[tuple[float, float, float]], slots: int) -> tuple[float, float]:
     """From (queued, started, ended) times (ms) of a pipeline run's runs: the slot-ms, from the first
     start to the last end, that slots were free while some run was queued, and free with none."""
-    events = sorted([(q, 1, 0) for q, _, _ in runs] + [(st, 2, 1) for _, st, _ in runs]
-                    + [(en, 0, 2) for _, _, en in runs])
-    first = min(st for _, st, _ in runs)
+    events = sorted([(q, QUEUED) for q, _, _ in runs] + [(st, STARTED) for _, st, _ in runs]
+                    + [(en, ENDED) for _, _, en in runs])
+    last = min(st for _, st, _ in runs)
     running = queued = 0
     busy_queue = empty = 0.0
-    last = first
-    for t, _, kind in events:
-        if t > last and last >= first:
+    for t, kind in events:
+        if t > last:
             free = slots - running
             with_queue = max(0, min(free, queued))
             busy_queue += with_queue * (t - last)
             empty += (free - with_queue) * (t - last)
-        last = max(last, t)
-        if kind == 0:
+            last = t
+        if kind == QUEUED:
             queued += 1
-        elif kind == 1:
+        elif kind == STARTED:
             queued -= 1
             running += 1
         else:
@@ -213,12 +215,8 @@ def run_pipeline(jobs: list[str], slots: int) -> dict:
                         ).fetchone()["status"] == "running":
             time.sleep(0.02)
         row = c.execute("""
-            select p.status, extract(epoch from max(r.ended_at) - p.created_at) * 1000 as makespan_ms,
-                   extract(epoch from p.created_at) as created_epoch,
-                   extract(epoch from min(r.started_at) - p.created_at) * 1000 as first_start_ms,
-                   extract(epoch from max(r.ended_at) - min(r.started_at)) * 1000 as run_span_ms,
+            select p.status, extract(epoch from p.created_at) as created_epoch,
                    sum(r.duration_ms) as sum_duration_ms,
-                   max(r.attempt_count) as max_attempts,
                    (select max(n) from (select count(*) as n from etl.runs a join etl.runs b
                         on a.pipeline_run_id = b.pipeline_run_id and a.run_id <> b.run_id
                        and b.started_at <= a.started_at and b.ended_at > a.started_at
@@ -235,10 +233,13 @@ def run_pipeline(jobs: list[str], slots: int) -> dict:
             select count(*) as n from etl.run_dependencies d join etl.runs p on p.run_id = d.parent_run_id
               join etl.runs ch on ch.run_id = d.child_run_id
              where d.pipeline_run_id = %s and ch.started_at < p.ended_at""", (pid,)).fetchone()["n"]
-    free_queued, free_empty = slot_time([(float(t["q"]), float(t["s"]), float(t["e"])) for t in times], slots)
-    return {"status": row["status"], "makespan_ms": float(row["makespan_ms"]),
-            "first_start_ms": float(row["first_start_ms"]), "sum_duration_ms": float(row["sum_duration_ms"]),
-            "run_span_ms": float(row["run_span_ms"]),
+    # Times in ms from the pipeline run's creation (its trigger's transaction start).
+    runs = [(float(t["q"]), float(t["s"]), float(t["e"])) for t in times]
+    first_start, last_end = min(st for _, st, _ in runs), max(en for _, _, en in runs)
+    free_queued, free_empty = slot_time(runs, slots)
+    return {"status": row["status"], "makespan_ms": last_end,
+            "first_start_ms": first_start, "sum_duration_ms": float(row["sum_duration_ms"]),
+            "run_span_ms": last_end - first_start,
             "trigger_ms": (returned - float(row["created_epoch"])) * 1000,
             "max_overlap": (row["max_overlap"] or 0) + 1, "order_violations": violations,
             "free_queued_ms": free_queued, "free_empty_ms": free_empty}
