@@ -1,7 +1,7 @@
 -- Catalog rules: every etl function pins its search path, every API function is commented,
 -- SECURITY DEFINER only with a pinned path, and the per-role privilege matrix.
 BEGIN;
-SELECT plan(20);
+SELECT plan(32);
 
 SELECT is_empty($$
   SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -50,6 +50,37 @@ SELECT ok(has_function_privilege('etl_admin', 'etl.set_setting(text, jsonb, text
 SELECT ok(has_function_privilege('etl_admin', 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz, boolean)', 'execute'), 'admin may run jobs (inherits operator)');
 SELECT ok(has_table_privilege('etl_viewer', 'etl.runs', 'select'), 'viewer reads runs');
 SELECT ok(NOT has_table_privilege('etl_viewer', 'etl.runs', 'update'), 'viewer cannot update runs');
+
+SELECT is_empty($$
+  SELECT t.tgname::text FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+   WHERE t.tgrelid::regclass::text LIKE 'etl.%' AND t.tginitdeferred AND NOT p.prosecdef
+$$, 'a deferred trigger (it fires at commit, as the session''s role) runs SECURITY DEFINER');
+SELECT ok(has_function_privilege('etl_operator', 'etl.set_job_enabled(text, boolean, text)', 'execute'), 'operator may enable and disable jobs');
+SELECT ok(NOT has_function_privilege('etl_viewer', 'etl.set_job_enabled(text, boolean, text)', 'execute'), 'viewer may not enable or disable jobs');
+
+-- An operator for real: a login-less role acting as operator runs a job to its commit (the
+-- deferred NOTIFY trigger fires as that role) and disables a job, audited.
+INSERT INTO etl.jobs (slug, name, kind, target) VALUES ('catalog_op_job', 'operator test', 'python', 'm:f');
+CREATE ROLE etl_test_operator_user IN ROLE etl_operator;
+SET LOCAL ROLE etl_test_operator_user;
+SELECT lives_ok($$SELECT etl.run_job('catalog_op_job')$$, 'an operator runs a job');
+SELECT lives_ok($$SET CONSTRAINTS ALL IMMEDIATE$$, 'its deferred NOTIFY trigger fires as the operator');
+SELECT is(etl.set_job_enabled('catalog_op_job', false, 'maintenance window'), true,
+          'an operator disables a job (set_job_enabled returns what enabled was)');
+SELECT throws_ok($$SELECT etl.set_job_enabled('catalog_op_job', true, '   ')$$, '22023',
+                 'reason is required to enable a job', 'a blank reason is refused');
+SELECT throws_ok($$SELECT etl.set_job_enabled('no_such_job', true, 'x')$$, '22023',
+                 'unknown job "no_such_job"', 'an unknown job is refused by name');
+SELECT throws_ok($$SELECT etl.set_job_enabled('catalog_op_job', null, 'x')$$, '22023',
+                 'enabled must be true or false, got null', 'a null enabled is refused');
+SELECT throws_ok($$UPDATE etl.jobs SET enabled = true WHERE slug = 'catalog_op_job'$$, '42501', NULL,
+                 'an operator changes jobs only through the API');
+RESET ROLE;
+SELECT is((SELECT enabled FROM etl.jobs WHERE slug = 'catalog_op_job'), false, 'the job is disabled');
+SELECT results_eq($$SELECT action, target_id, reason, details ->> 'old', details ->> 'new' FROM etl.audit_log
+                     WHERE target_type = 'job' AND target_id = 'catalog_op_job'$$,
+                  $$VALUES ('disable', 'catalog_op_job', 'maintenance window', 'true', 'false')$$,
+                  'the change is audited with its reason, old and new value');
 
 -- Denial for real: a login-less role acting as viewer.
 CREATE ROLE etl_test_viewer_user IN ROLE etl_viewer;

@@ -55,6 +55,9 @@ $$;
 create or replace function etl._notify_if_still_queued()
 returns trigger
 language plpgsql
+-- A deferred trigger fires at commit, outside the API function that queued the run: as the
+-- session's own role (an operator), which may not call etl._notify_runnable itself.
+security definer
 set search_path = ''
 as $$
 begin

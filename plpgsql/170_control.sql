@@ -8,7 +8,7 @@ set search_path = ''
 as $$
 begin
   -- GUARD: every manual action is audited with its reason.
-  if coalesce(p_reason, '') = '' then
+  if coalesce(pg_catalog.btrim(p_reason), '') = '' then
     raise exception 'reason is required to %', p_action using errcode = 'invalid_parameter_value';
   end if;
 end;
@@ -262,6 +262,39 @@ $$;
 comment on function etl.set_setting(text, jsonb, text) is
   'Changes a setting after validating its type and bounds (parallel_jobs: 1..10000, effective at '
   'once for new claims); reason is required and the change is audited with old and new values.';
+
+create or replace function etl.set_job_enabled(job text, enabled boolean, reason text)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job etl.jobs;
+begin
+  perform etl._assert_primary();
+  if set_job_enabled.enabled is null then
+    raise exception 'enabled must be true or false, got null' using errcode = 'invalid_parameter_value';
+  end if;
+  perform etl._require_reason(set_job_enabled.reason,
+                              case when set_job_enabled.enabled then 'enable a job' else 'disable a job' end);
+  select j.* into v_job from etl.jobs j where j.slug = set_job_enabled.job for update;
+  if not found then
+    raise exception 'unknown job "%"', set_job_enabled.job using errcode = 'invalid_parameter_value';
+  end if;
+  update etl.jobs j set enabled = set_job_enabled.enabled, updated_at = pg_catalog.now()
+   where j.job_id = v_job.job_id;
+  insert into etl.audit_log (action, target_type, target_id, reason, details)
+  values (case when set_job_enabled.enabled then 'enable' else 'disable' end, 'job', set_job_enabled.job,
+          set_job_enabled.reason,
+          pg_catalog.jsonb_build_object('job_id', v_job.job_id, 'old', v_job.enabled, 'new', set_job_enabled.enabled));
+  return v_job.enabled;
+end;
+$$;
+comment on function etl.set_job_enabled(text, boolean, text) is
+  'Enables or disables a job by slug (a disabled job is left out of schedules and tag/layer '
+  'selections); reason is required and the change is audited with old and new values. Returns '
+  'what enabled was before.';
 
 create or replace function etl.next_wakeup()
 returns timestamptz

@@ -15,7 +15,7 @@ grant execute on function
   etl.approve(bigint, text, text), etl.start_items(bigint, bigint, jsonb), etl.finish_item(bigint, bigint, bigint, jsonb),
   etl.refresh_plan(bigint, bigint, boolean), etl.refresh_view(bigint, bigint, bigint),
   etl.cancel(bigint, text), etl.cancel_pipeline(bigint, text),
-  etl.retry(bigint, text), etl.retry_pipeline(bigint, text),
+  etl.retry(bigint, text), etl.retry_pipeline(bigint, text), etl.set_job_enabled(text, boolean, text),
   etl.claim(text, integer), etl.heartbeat(bigint, bigint), etl.finish(bigint, bigint, jsonb),
   etl.finish_many(jsonb),
   etl.backfill(text, timestamptz, timestamptz, text, boolean, boolean, text)

@@ -1,8 +1,8 @@
 """Operator commands of the `etl` CLI: jobs, run, runs, cancel, retry, settings, dag.
 
 Registered on the main group by `register(main)` (see cli.py). Every database access goes through
-the SQL API (etl.run_job, etl.cancel, etl.retry, etl.set_setting, etl.cron_describe,
-etl.cron_next_n) or a SELECT on etl tables, always with bound parameters; the only SQL composed
+the SQL API (etl.run_job, etl.cancel, etl.retry, etl.set_setting, etl.set_job_enabled,
+etl.cron_describe, etl.cron_next_n) or a SELECT on etl tables, always with bound parameters; the only SQL composed
 at run time is an ORDER BY picked from a fixed whitelist.
 
 Exit codes: 0 ok, 1 the thing asked for failed, 2 bad input (unknown job or setting, bad -p),
@@ -367,16 +367,10 @@ def jobs_show(job: str, as_json: bool) -> None:
 
 def _set_enabled(job: str, enabled: bool, reason: str) -> None:
     action = "enable" if enabled else "disable"
-    with connect() as conn, conn.transaction():
-        row = conn.execute("select job_id, enabled from etl.jobs where slug = %s for update", (job,)).fetchone()
-        if row is None:
-            raise OpsError(f"unknown job {job!r}", EXIT_BAD_INPUT)
-        conn.execute("update etl.jobs set enabled = %s, updated_at = now() where job_id = %s",
-                     (enabled, row["job_id"]))
-        conn.execute("""insert into etl.audit_log (action, target_type, target_id, reason, details)
-                        values (%s, 'job', %s, %s, %s)""",
-                     (action, job, reason, Jsonb({"job_id": row["job_id"], "old": row["enabled"], "new": enabled})))
-    was = "already " if row["enabled"] == enabled else ""
+    with connect() as conn:
+        was_enabled = conn.execute("select etl.set_job_enabled(%s, %s, %s) as was", (job, enabled, reason)
+                                   ).fetchone()["was"]
+    was = "already " if was_enabled == enabled else ""
     click.echo(f"job {job} {was}{action}d")
 
 

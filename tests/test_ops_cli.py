@@ -121,6 +121,8 @@ def test_jobs_show_unknown(cli, db):
 
 def test_jobs_enable_disable_audited(cli, diamond):
     assert cli("jobs", "disable", "b").exit_code == 2          # --reason is required
+    res = cli("jobs", "disable", "b", "--reason", "   ")        # and not blank
+    assert res.exit_code == 2 and "reason is required to disable a job" in res.output
     res = cli("jobs", "disable", "b", "--reason", "maintenance")
     assert res.exit_code == 0, res.output
     assert diamond.execute("select enabled from etl.jobs where slug = 'b'").fetchone()["enabled"] is False

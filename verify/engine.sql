@@ -11,6 +11,7 @@ SELECT 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, time
        'etl.cancel(bigint, text)'::regprocedure, 'etl.retry(bigint, text)'::regprocedure,
        'etl.retry_pipeline(bigint, text)'::regprocedure, 'etl.tick()'::regprocedure,
        'etl.set_setting(text, jsonb, text)'::regprocedure, 'etl.next_wakeup()'::regprocedure,
+       'etl.set_job_enabled(text, boolean, text)'::regprocedure,
        'etl.backfill(text, timestamptz, timestamptz, text, boolean, boolean, text)'::regprocedure,
        'etl.approve(bigint, text, text)'::regprocedure, 'etl.start_items(bigint, bigint, jsonb)'::regprocedure,
        'etl.finish_item(bigint, bigint, bigint, jsonb)'::regprocedure,
