@@ -31,6 +31,10 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_TIMEOUT = 0, 1, 2, 3,
 FINAL_STATUSES = ("success", "partial_success", "failed", "skipped", "cancelled")
 GOOD_STATUSES = ("success", "partial_success")
 RUN_STATUSES = ("pending", "queued", "running") + FINAL_STATUSES
+# "Latest run" means the most recently created one, so every listing orders runs by `run_id desc`:
+# run_id is an identity assigned at insert, never null and never tied. Not started_at: it is null
+# until a run is claimed (skipped runs and runs cancelled before they started never get one, and
+# DESC puts nulls first). Not scheduled_at: it is the logical date, which a backfill sets in the past.
 CATEGORIES = ("API", "DB", "DATA", "SYSTEM")
 
 
@@ -186,7 +190,11 @@ def parse_since(_ctx, _param, value: str | None) -> datetime | None:
     m = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", value)
     if m:
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
-        return datetime.now(timezone.utc) - timedelta(**{unit: int(m.group(1))})
+        try:
+            return datetime.now(timezone.utc) - timedelta(**{unit: int(m.group(1))})
+        except OverflowError:   # from timedelta (too many days) or from the subtraction (before year 1)
+            raise click.BadParameter(f"{value!r} reaches back before the year 1; give a shorter duration "
+                                     "or an ISO timestamp") from None
     try:
         ts = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -226,7 +234,7 @@ def jobs() -> None:
 JOB_SORTS = {
     "slug": sql.SQL("j.slug"),
     "priority": sql.SQL("j.priority desc, j.slug"),
-    "last_run": sql.SQL("lr.started_at desc nulls last, j.slug"),
+    "last_run": sql.SQL("lr.run_id desc nulls last, j.slug"),     # jobs that never ran go last
 }
 
 
@@ -235,12 +243,16 @@ JOB_SORTS = {
 @click.option("--tag", help="Only jobs with this tag.")
 @click.option("--layer", type=click.Choice(["bronze", "silver", "gold"]), help="Only jobs of this layer.")
 @click.option("--search", help="Case-insensitive substring of slug, name or description.")
-@click.option("--sort", type=click.Choice(list(JOB_SORTS)), default="slug", show_default=True)
+@click.option("--last-status", type=click.Choice(RUN_STATUSES + ("never",)),
+              help="Only jobs whose latest run (the most recently created) has this status; "
+                   "never: jobs that have no run.")
+@click.option("--sort", type=click.Choice(list(JOB_SORTS)), default="slug", show_default=True,
+              help="last_run: the job with the most recently created run first.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many jobs.")
 @click.option("--offset", type=click.IntRange(0), default=0, show_default=True, help="Skip this many jobs.")
 @json_option
 @handle_errors
-def jobs_list(enabled, tag, layer, search, sort, limit, offset, as_json) -> None:
+def jobs_list(enabled, tag, layer, search, last_status, sort, limit, offset, as_json) -> None:
     """List jobs with tags, dependencies, next scheduled run and last run."""
     pattern = None
     if search:
@@ -257,7 +269,7 @@ def jobs_list(enabled, tag, layer, search, sort, limit, offset, as_json) -> None
           left join lateral (
                 select r.run_id, r.status, r.started_at, r.duration_ms from etl.runs r
                  where r.job_id = j.job_id
-                 order by r.started_at desc, r.run_id desc
+                 order by r.run_id desc              -- the latest run: see the note on RUN_STATUSES
                  limit 1) lr on true
           left join etl.schedules sch on sch.job_id = j.job_id and sch.is_active
          where (%(enabled)s::boolean is null or j.enabled = %(enabled)s::boolean)
@@ -266,11 +278,12 @@ def jobs_list(enabled, tag, layer, search, sort, limit, offset, as_json) -> None
            and (%(layer)s::text is null or j.layer = %(layer)s::text)
            and (%(pattern)s::text is null or j.slug ilike %(pattern)s::text or j.name ilike %(pattern)s::text
                 or j.description ilike %(pattern)s::text)
+           and (%(last_status)s::text is null or coalesce(lr.status, 'never') = %(last_status)s::text)
          order by {order}
          limit %(limit)s offset %(offset)s""").format(order=JOB_SORTS[sort])
     with connect() as conn:
         rows = conn.execute(query, {"enabled": enabled, "tag": tag, "layer": layer, "pattern": pattern,
-                                    "limit": limit, "offset": offset}).fetchall()
+                                    "last_status": last_status, "limit": limit, "offset": offset}).fetchall()
         for r in rows:
             # A schedule the tick has not visited yet has no next_run_at: compute it from the cron.
             if r["next_run_at"] is None and r["cron_expr"] is not None:
@@ -323,7 +336,7 @@ def jobs_show(job: str, as_json: bool) -> None:
         runs = conn.execute("""
             select run_id, pipeline_run_id, status, attempt_count, started_at, ended_at, duration_ms,
                    error_category, error_message
-              from etl.runs where job_id = %s order by started_at desc, run_id desc limit 5""", (jid,)).fetchall()
+              from etl.runs where job_id = %s order by run_id desc limit 5""", (jid,)).fetchall()
     retry = {k: j[k] for k in ("max_attempts", "backoff_base", "backoff_factor", "backoff_cap",
                                "backoff_jitter", "max_retry_elapsed")}
     if as_json:
@@ -511,11 +524,12 @@ def runs() -> None:
 @click.option("--status", type=click.Choice(RUN_STATUSES), help="Only runs in this status.")
 @click.option("--since", callback=parse_since, help="Started (or scheduled) since: 24h, 7d, 30m or an ISO timestamp.")
 @click.option("--category", type=click.Choice(CATEGORIES, case_sensitive=False), help="Only this error category.")
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="At most this many runs.")
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True, help="Skip this many runs.")
 @json_option
 @handle_errors
-def runs_list(job, status, since, category, limit, as_json) -> None:
-    """List runs, newest first."""
+def runs_list(job, status, since, category, limit, offset, as_json) -> None:
+    """List runs, newest (most recently created, started or not) first."""
     with connect() as conn:
         if job is not None:
             _job_row(conn, job)
@@ -527,10 +541,10 @@ def runs_list(job, status, since, category, limit, as_json) -> None:
                and (%(status)s::text is null or r.status = %(status)s::text)
                and (%(since)s::timestamptz is null or coalesce(r.started_at, r.scheduled_at) >= %(since)s::timestamptz)
                and (%(category)s::text is null or r.error_category = %(category)s::text)
-             order by r.started_at desc nulls last, r.run_id desc
-             limit %(limit)s""",
+             order by r.run_id desc              -- newest created first: see the note on RUN_STATUSES
+             limit %(limit)s offset %(offset)s""",
             {"job": job, "status": status, "since": since,
-             "category": category.upper() if category else None, "limit": limit}).fetchall()
+             "category": category.upper() if category else None, "limit": limit, "offset": offset}).fetchall()
     if as_json:
         echo_json(rows)
         return

@@ -100,6 +100,53 @@ def test_jobs_list_last_run(cli, diamond):
     assert rows["b"]["last_status"] in ("pending", "queued")
 
 
+def _cancel(conn, run_id: int) -> None:
+    conn.execute("select etl.cancel(%s, 'not today')", (run_id,))
+
+
+def test_jobs_last_run_is_the_latest_created(cli, db, conn):
+    # Jobs without parents, so their runs are claimable at once. x: one failed run. y: a run
+    # cancelled before it started (no started_at), then a failed one. z: its only run cancelled
+    # before it started, created last. w: never ran.
+    for slug in ("w", "x", "y", "z"):
+        make_job(conn, slug)
+    x_failed = _failed_run(db, conn, "x")
+    y_cancelled = conn.execute("select etl.run_job('y') as r").fetchone()["r"]
+    _cancel(conn, y_cancelled)
+    y_failed = _failed_run(db, conn, "y")
+    z_cancelled = conn.execute("select etl.run_job('z') as r").fetchone()["r"]
+    _cancel(conn, z_cancelled)
+
+    rows = json.loads(cli("jobs", "list", "--sort", "last_run", "--json").output)
+    assert [r["slug"] for r in rows] == ["z", "y", "x", "w"]
+    by = {r["slug"]: r for r in rows}
+    assert (by["y"]["last_run_id"], by["y"]["last_status"]) == (y_failed, "failed")
+    assert (by["x"]["last_run_id"], by["z"]["last_run_id"], by["w"]["last_run_id"]) == (x_failed, z_cancelled, None)
+    line_y = next(ln for ln in cli("jobs", "list").output.splitlines() if ln.startswith("y "))
+    assert "failed" in line_y and "cancelled" not in line_y
+
+    last_runs = json.loads(cli("jobs", "show", "y", "--json").output)["last_runs"]
+    assert [r["run_id"] for r in last_runs] == [y_failed, y_cancelled]
+
+
+def test_jobs_list_filters_by_last_status(cli, db, diamond):
+    _failed_run(db, diamond, "a")
+    _cancel(diamond, diamond.execute("select etl.run_job('c') as r").fetchone()["r"])
+
+    def slugs(*args):
+        res = cli("jobs", "list", *args, "--json")
+        assert res.exit_code == 0, res.output
+        return [r["slug"] for r in json.loads(res.output)]
+
+    assert slugs("--last-status", "failed") == ["a"]
+    assert slugs("--last-status", "cancelled") == ["c"]
+    assert slugs("--last-status", "never") == ["b", "d"]
+    assert slugs("--last-status", "success") == []
+    assert "--last-status" in cli("jobs", "list", "--help").output
+    res = cli("jobs", "list", "--last-status", "green")
+    assert res.exit_code == 2 and "green" in res.output
+
+
 def test_jobs_show(cli, diamond):
     res = cli("jobs", "show", "a")
     assert res.exit_code == 0, res.output
@@ -250,7 +297,7 @@ def test_runs_list_filters_and_json(cli, db, diamond):
     assert res.exit_code == 0, res.output
     assert res.output.splitlines()[0].split()[:3] == ["RUN", "JOB", "STATUS"]
     rows = json.loads(cli("runs", "list", "--json").output)
-    assert [r["run_id"] for r in rows] == [failed, other]     # started first, never-started last
+    assert [r["run_id"] for r in rows] == [other, failed]     # newest created first, started or not
     rows = json.loads(cli("runs", "list", "--status", "failed", "--category", "API", "--json").output)
     assert [r["run_id"] for r in rows] == [failed]
     assert json.loads(cli("runs", "list", "--category", "DB", "--json").output) == []
@@ -259,6 +306,23 @@ def test_runs_list_filters_and_json(cli, db, diamond):
     assert json.loads(cli("runs", "list", "--since", "2999-01-01T00:00:00", "--json").output) == []
     assert cli("runs", "list", "--since", "yesterday").exit_code == 2
     assert cli("runs", "list", "--job", "ghost").exit_code == 2
+
+
+def test_runs_list_pending_runs_are_not_hidden_and_offset(cli, db, diamond):
+    started = _failed_run(db, diamond)
+    pending = [diamond.execute("select etl.run_job('b') as r").fetchone()["r"] for _ in range(2)]
+    rows = json.loads(cli("runs", "list", "--limit", "2", "--json").output)
+    assert [r["run_id"] for r in rows] == pending[::-1]
+    rows = json.loads(cli("runs", "list", "--limit", "2", "--offset", "2", "--json").output)
+    assert [r["run_id"] for r in rows] == [started]
+    assert cli("runs", "list", "--offset", "-1").exit_code == 2
+
+
+def test_runs_list_since_out_of_range_is_bad_input(cli, db):
+    for since in ("99999999999d", "3000000d", "999999999999999999999w"):
+        res = cli("runs", "list", "--since", since)
+        assert res.exit_code == 2, (since, res.output)
+        assert since in res.output and "--since" in res.output and "Traceback" not in res.output
 
 
 def test_runs_show(cli, db, diamond):
