@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import sys
 import time
@@ -35,6 +36,7 @@ RUN_STATUSES = ("pending", "queued", "running") + FINAL_STATUSES
 # run_id is an identity assigned at insert, never null and never tied. Not started_at: it is null
 # until a run is claimed (skipped runs and runs cancelled before they started never get one, and
 # DESC puts nulls first). Not scheduled_at: it is the logical date, which a backfill sets in the past.
+
 CATEGORIES = ("API", "DB", "DATA", "SYSTEM")
 
 
@@ -165,22 +167,59 @@ def echo_fields(pairs: list[tuple[str, Any]], indent: str = "") -> None:
         click.echo(f"{indent}{k:<{width}}  {v if isinstance(v, str) else fmt(v)}")
 
 
+class NonFiniteNumber(ValueError):
+    """A NaN, Infinity or overflowing number: Python's json reads them, PostgreSQL's json refuses them."""
+
+
+def _refuse_non_finite(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise NonFiniteNumber(token)
+    return value
+
+
+def load_json(text: str) -> Any:
+    """json.loads that refuses NaN, Infinity and 1e400 (they would fail later in the database,
+    naming no parameter)."""
+    return json.loads(text, parse_constant=_refuse_non_finite, parse_float=_refuse_non_finite)
+
+
+def non_finite_message(exc: NonFiniteNumber, text: str) -> str:
+    """`NaN is not a finite number ...` or `Infinity in '[1, Infinity]' is not ...`."""
+    where = "" if text.strip() == str(exc) else f" in {text!r}"
+    return f"{exc}{where} is not a finite number (JSON has no NaN or Infinity); quote it for a string"
+
+
 def parse_value(text: str) -> Any:
-    """JSON when it parses (5 -> 5, true -> true, "x" -> x), else the text itself."""
+    """JSON when it parses (5 -> 5, true -> true, "x" -> x), else the text itself.
+
+    Raises NonFiniteNumber for NaN, Infinity or an out-of-range number anywhere in the value."""
     try:
-        return json.loads(text)
+        return load_json(text)
+    except NonFiniteNumber:
+        raise
     except ValueError:
         return text
 
 
 def parse_params(_ctx, _param, values: tuple[str, ...]) -> dict:
     out: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not key=value", param_hint="-p/--param")
-        out[key] = parse_value(value)
+        # The last one winning would hide a typo or a script's double expansion.
+        if key in given:
+            raise click.BadParameter(f"parameter {key!r} is given twice ({given[key]!r} and {item!r}); "
+                                     "give it once", param_hint="-p/--param")
+        given[key] = item
+        try:
+            out[key] = parse_value(value)
+        except NonFiniteNumber as exc:
+            raise click.BadParameter(f"parameter {key!r}: {non_finite_message(exc, value)}",
+                                     param_hint="-p/--param") from None
     return out
 
 
@@ -409,7 +448,14 @@ def jobs_disable(job: str, reason: str) -> None:
 # etl run
 
 
-def _wait_pipeline(conn, pipeline_run_id: int, timeout: float | None, poll: float = 0.5) -> int:
+WAIT_RESULTS = {EXIT_OK: "success", EXIT_FAILED: "failed", EXIT_TIMEOUT: "timeout"}
+
+
+def _wait_pipeline(conn, pipeline_run_id: int, timeout: float | None, as_json: bool = False,
+                   poll: float = 0.5) -> tuple[int, list[dict]]:
+    """Follows a pipeline run until all its runs are final or the timeout; returns the exit code
+    and the runs as last seen. Progress goes to stdout, or to stderr with --json (whose stdout is
+    one JSON document, written by the caller)."""
     seen: dict[int, tuple] = {}
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -422,17 +468,15 @@ def _wait_pipeline(conn, pipeline_run_id: int, timeout: float | None, poll: floa
             if seen.get(r["run_id"]) != state:
                 seen[r["run_id"]] = state
                 click.echo(f"  {datetime.now(timezone.utc):%H:%M:%S}  {r['slug']:<24} {r['status']:<16} "
-                           f"attempt {r['attempt_count']}")
+                           f"attempt {r['attempt_count']}", err=as_json)
         if rows and all(r["status"] in FINAL_STATUSES for r in rows):
             bad = [r for r in rows if r["status"] not in GOOD_STATUSES]
-            if bad:
-                click.echo("finished: " + ", ".join(f"{r['slug']} {r['status']}" for r in bad))
-                return EXIT_FAILED
-            click.echo("finished: success")
-            return EXIT_OK
+            click.echo("finished: " + (", ".join(f"{r['slug']} {r['status']}" for r in bad) or "success"),
+                       err=as_json)
+            return (EXIT_FAILED if bad else EXIT_OK), rows
         if deadline is not None and time.monotonic() >= deadline:
             click.echo(f"error: timed out after {timeout:g}s waiting for pipeline run {pipeline_run_id}", err=True)
-            return EXIT_TIMEOUT
+            return EXIT_TIMEOUT, rows
         sleep = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
         time.sleep(sleep)
 
@@ -447,13 +491,17 @@ def _wait_pipeline(conn, pipeline_run_id: int, timeout: float | None, poll: floa
 @click.option("--downstream", is_flag=True, help="Also run the job's enabled downstream closure.")
 @click.option("--wait", is_flag=True, help="Wait until the pipeline run finishes, printing status changes.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="With --wait: give up after this many seconds (exit 124).")
+              help="With --wait (only): give up after this many seconds (exit 124).")
 @click.option("--full", is_flag=True, help="A full refresh (mode full): needs --approve or --request-approval.")
 @click.option("--approve", is_flag=True, help="With --full: confirm the full refresh now (you are the approver).")
 @click.option("--approver", help="With --full --approve: who approves (default: the database user).")
 @click.option("--request-approval", is_flag=True,
-              help="With --full: create the run awaiting approval; `etl approve PIPELINE_RUN` releases it.")
-@json_option
+              help="With --full and --reason: create the run awaiting approval; `etl approve PIPELINE_RUN` "
+                   "releases it. Not with --wait.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable JSON output: one document; with --wait it is written at the end, with the "
+                   "final status and a `wait` object (result success|failed|timeout, the pipeline's runs), "
+                   "and the progress lines go to stderr.")
 @handle_errors
 def run_cmd(job, params, params_file, dry_run, reason, downstream, wait, timeout, full, approve, approver,
             request_approval, as_json) -> None:
@@ -465,6 +513,9 @@ def run_cmd(job, params, params_file, dry_run, reason, downstream, wait, timeout
 
     Exit codes with --wait: 0 success/partial_success, 1 failed/cancelled/skipped, 124 timeout.
     """
+    # Options that would be silently ignored are refused, so a script never believes it got them.
+    if timeout is not None and not wait:
+        raise OpsError(f"--timeout {timeout:g} goes with --wait (without it nothing waits)", EXIT_BAD_INPUT)
     if (approve or request_approval or approver) and not full:
         raise OpsError("--approve, --approver and --request-approval go with --full", EXIT_BAD_INPUT)
     if approve and request_approval:
@@ -473,15 +524,22 @@ def run_cmd(job, params, params_file, dry_run, reason, downstream, wait, timeout
         raise OpsError("a full refresh needs an approval: --approve (you approve it now, with --reason) or "
                        "--request-approval (an approver releases it with `etl approve`); nothing enqueued",
                        EXIT_BAD_INPUT)
+    if request_approval and wait:
+        raise OpsError("--wait cannot follow a run that awaits approval: nothing runs until `etl approve`",
+                       EXIT_BAD_INPUT)
+    if full and not reason:
+        raise OpsError("a full refresh needs --reason (it is recorded with the approval"
+                       + (" request)" if request_approval else ")"), EXIT_BAD_INPUT)
     approval = None
     if full and approve:
-        if not reason:
-            raise OpsError("a full refresh needs --reason (it is recorded with the approval)", EXIT_BAD_INPUT)
         approval = {"confirmed": True, "approver": approver or "", "reason": reason}
     merged: dict[str, Any] = {}
     if params_file is not None:
         try:
-            loaded = json.load(params_file)
+            loaded = load_json(params_file.read())
+        except NonFiniteNumber as exc:
+            raise OpsError(f"--params-file: {exc} is not a finite number (JSON has no NaN or Infinity)",
+                           EXIT_BAD_INPUT) from None
         except ValueError as exc:
             raise OpsError(f"--params-file is not valid JSON: {exc}", EXIT_BAD_INPUT)
         if not isinstance(loaded, dict):
@@ -499,15 +557,24 @@ def run_cmd(job, params, params_file, dry_run, reason, downstream, wait, timeout
              Jsonb(approval) if approval is not None else None, request_approval)).fetchone()["id"]
         run = conn.execute("select pipeline_run_id, status, params from etl.runs where run_id = %s",
                            (run_id,)).fetchone()
-        if as_json:
-            echo_json({"run_id": run_id, "pipeline_run_id": run["pipeline_run_id"], "status": run["status"],
-                       "params": run["params"]})
-        else:
+        out = {"run_id": run_id, "pipeline_run_id": run["pipeline_run_id"], "status": run["status"],
+               "params": run["params"]}
+        if not as_json:
             click.echo(f"run {run_id} (pipeline run {run['pipeline_run_id']}): {job} {run['status']}")
             if request_approval:
                 click.echo(f"awaiting approval: etl approve {run['pipeline_run_id']} --reason '...'")
-        if wait and not request_approval:
-            sys.exit(_wait_pipeline(conn, run["pipeline_run_id"], timeout))
+        if not wait:
+            if as_json:
+                echo_json(out)
+            return
+        code, runs_seen = _wait_pipeline(conn, run["pipeline_run_id"], timeout, as_json=as_json)
+        if as_json:
+            out["status"] = next((r["status"] for r in runs_seen if r["run_id"] == run_id), run["status"])
+            out["wait"] = {"result": WAIT_RESULTS[code],
+                           "runs": [{"run_id": r["run_id"], "job": r["slug"], "status": r["status"],
+                                     "attempts": r["attempt_count"]} for r in runs_seen]}
+            echo_json(out)
+        sys.exit(code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -719,9 +786,13 @@ def settings_get(name: str | None, as_json: bool) -> None:
 @handle_errors
 def settings_set(name: str, value: str, reason: str, as_json: bool) -> None:
     """Change a setting (etl.set_setting). VALUE is JSON when it parses (8, true, "x"), else a string."""
+    try:
+        parsed = parse_value(value)
+    except NonFiniteNumber as exc:
+        raise OpsError(f"setting {name}: {non_finite_message(exc, value)}", EXIT_BAD_INPUT) from None
     with connect() as conn:
         out = conn.execute("select etl.set_setting(%s, %s, %s) as r",
-                           (name, Jsonb(parse_value(value)), reason)).fetchone()["r"]
+                           (name, Jsonb(parsed), reason)).fetchone()["r"]
     if as_json:
         echo_json(out)
     else:

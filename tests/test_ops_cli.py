@@ -214,6 +214,34 @@ def test_run_bad_input(cli, diamond):
     assert res.exit_code == 2
 
 
+def test_run_params_refuses_duplicates_and_non_finite_numbers(cli, diamond):
+    res = cli("run", "a", "-p", "n=1", "-p", "country=FR", "-p", "n=2")
+    assert res.exit_code == 2 and "'n'" in res.output and "twice" in res.output, res.output
+    for value in ("NaN", "Infinity", "-Infinity", "1e400", "[1, NaN]", '{"x": Infinity}'):
+        res = cli("run", "a", "-p", f"flags={value}")
+        assert res.exit_code == 2, (value, res.output)
+        assert "flags" in res.output and "SQLSTATE" not in res.output and "Traceback" not in res.output
+    assert diamond.execute("select count(*) as n from etl.runs").fetchone()["n"] == 0
+    res = cli("run", "a", "-p", 'country="NaN"', "--json")             # quoted: the string NaN
+    assert res.exit_code == 0, res.output
+    assert diamond.execute("select params from etl.runs").fetchone()["params"]["country"] == "NaN"
+    res = cli("settings", "set", "parallel_jobs", "NaN", "--reason", "x")
+    assert res.exit_code == 2 and "parallel_jobs" in res.output and "SQLSTATE" not in res.output, res.output
+
+
+def test_run_refuses_options_it_would_ignore(cli, diamond):
+    diamond.execute("update etl.jobs set allow_full_refresh = true where slug = 'a'")
+    res = cli("run", "a", "--timeout", "5")
+    assert res.exit_code == 2 and "--timeout" in res.output and "--wait" in res.output, res.output
+    res = cli("run", "a", "--full", "--request-approval")
+    assert res.exit_code == 2 and "--reason" in res.output, res.output
+    res = cli("run", "a", "--full", "--request-approval", "--reason", "rebuild", "--wait")
+    assert res.exit_code == 2 and "--wait" in res.output, res.output
+    assert diamond.execute("select count(*) as n from etl.pipeline_runs").fetchone()["n"] == 0
+    res = cli("run", "a", "--full", "--request-approval", "--reason", "rebuild")
+    assert res.exit_code == 0 and "awaiting approval" in res.output, res.output
+
+
 def test_run_disabled_job_reports_db_error(cli, diamond):
     cli("jobs", "disable", "a", "--reason", "x")
     res = cli("run", "a")
@@ -274,6 +302,32 @@ def test_run_wait_failure(cli, db, diamond):
     assert not errors
     assert res.exit_code == 1, res.output
     assert "failed" in res.output
+
+
+def test_run_json_wait_prints_one_json_document(cli, db, diamond):
+    errors: list = []
+    stop = threading.Event()
+    t = threading.Thread(target=_finish_when_claimable, args=(db, SUCCESS, errors, stop), daemon=True)
+    t.start()
+    try:
+        res = cli("run", "a", "--json", "--wait", "--timeout", "20")
+    finally:
+        stop.set()
+        t.join(5)
+    assert not errors
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)                       # the whole of stdout is one document
+    assert data["status"] == "success" and data["wait"]["result"] == "success"
+    assert [(r["job"], r["status"]) for r in data["wait"]["runs"]] == [("a", "success")]
+    assert "success" in res.stderr                       # the progress lines
+
+
+def test_run_json_wait_timeout_is_still_one_json_document(cli, diamond):
+    res = cli("run", "a", "--json", "--wait", "--timeout", "1")
+    assert res.exit_code == 124, res.output
+    data = json.loads(res.stdout)
+    assert data["wait"]["result"] == "timeout" and data["status"] in ("pending", "queued")
+    assert "timed out" in res.stderr
 
 
 # ---------------------------------------------------------------------------------------- runs
