@@ -9,6 +9,7 @@ import click
 
 from . import __version__, cluster, deploy, settings
 from .db import connect
+from .ops_cli import handle_errors
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -27,21 +28,24 @@ def main() -> None:
 
 
 @main.command("runner")
-@click.option("--slots", type=click.IntRange(1, 1000), default=lambda: int(os.environ.get("ETL_RUNNER_SLOTS", 4)),
-              show_default="4 or ETL_RUNNER_SLOTS", help="How many runs execute at once in this process.")
+@click.option("--slots", type=click.IntRange(1, 1000), default=4, show_default=True, envvar="ETL_RUNNER_SLOTS",
+              show_envvar=True, help="How many runs execute at once in this process.")
 @click.option("--worker-id", default=None, help="Unique runner identity (default: host plus a random id).")
-@click.option("--grace", type=float, default=30.0, show_default=True,
+@click.option("--grace", type=click.FloatRange(0, 86400), default=30.0, show_default=True,
               help="Seconds in-flight runs get to finish after SIGTERM before they are handed back.")
-@click.option("--safety-poll", type=float, default=30.0, show_default=True,
+# (Not below 0.1 s: the claim loop would spin, and NOTIFY wakes it anyway.)
+@click.option("--safety-poll", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True,
               help="Longest sleep between claims when no NOTIFY arrives.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=lambda: os.environ.get("ETL_METRICS_PORT"),
-              help="Serve Prometheus metrics on 127.0.0.1:PORT (0: any free port; ETL_METRICS_PORT).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, envvar="ETL_METRICS_PORT",
+              show_envvar=True, help="Serve Prometheus metrics on PORT (0: any free port); off when unset.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, envvar="ETL_METRICS_HOST", show_envvar=True,
+              help="Address the metrics endpoint binds to (0.0.0.0: every interface, for a remote Prometheus).")
 def runner_cmd(slots: int, worker_id: str | None, grace: float, safety_poll: float,
-               metrics_port: int | None) -> None:
+               metrics_port: int | None, metrics_host: str) -> None:
     """Run the runner daemon: claim, execute, heartbeat, report. SIGTERM drains."""
     from .runner import Runner
     sys.exit(Runner(settings.dsn(), slots=slots, worker_id=worker_id, grace=grace,
-                    safety_poll=safety_poll, metrics_port=metrics_port).run())
+                    safety_poll=safety_poll, metrics_port=metrics_port, metrics_host=metrics_host).run())
 
 
 @main.group()
@@ -136,8 +140,10 @@ def db_revert() -> None:
 
 @db.command("summary")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
 def db_summary(as_json: bool) -> None:
-    """Summarise the deployed schema: tables with row counts, functions, settings."""
+    """Summarise the deployed schema: tables (estimated rows, indexes, constraints), functions,
+    settings, sqitch changes."""
     with connect() as conn:
         tables = conn.execute("""
             select c.relname as table, c.reltuples::bigint as est_rows,
@@ -162,9 +168,11 @@ def db_summary(as_json: bool) -> None:
                f"{sum(t['indexes'] for t in tables)} indexes, "
                f"{sum(t['constraints'] for t in tables)} constraints")
     click.echo(f"sqitch changes deployed: {', '.join(c['change'] for c in changes)}")
-    click.echo(f"{'table':<24} {'indexes':>7} {'constraints':>11}")
+    click.echo(f"{'table':<24} {'rows (est.)':>11} {'indexes':>7} {'constraints':>11}")
     for t in tables:
-        click.echo(f"{t['table']:<24} {t['indexes']:>7} {t['constraints']:>11}")
+        # reltuples is -1 for a table never vacuumed or analyzed: unknown, not negative.
+        rows = t["est_rows"] if t["est_rows"] >= 0 else "-"
+        click.echo(f"{t['table']:<24} {rows:>11} {t['indexes']:>7} {t['constraints']:>11}")
     click.echo("settings: " + ", ".join(f"{s['name']}={json.dumps(s['value'])}" for s in sets))
 
 

@@ -139,6 +139,19 @@ def is_running(c: Embedded) -> bool:
     return res.returncode == 0
 
 
+def running_port(c: Embedded) -> int | None:
+    """The port the running server listens on (line 4 of postmaster.pid); None when it is down."""
+    if not is_running(c):
+        return None
+    line = _as_server(["sed", "-n", "4p", str(c.data_dir / "postmaster.pid")]).stdout.strip()
+    return int(line) if line.isdigit() else None
+
+
+def _port_mismatch(c: Embedded, port: int) -> str:
+    return (f"the cluster in {c.data_dir} is running on port {port}, not on port {c.port} (ETL_PORT); "
+            f"set ETL_PORT={port}, or move it with `etl db stop` and `etl db start`")
+
+
 def start(c: Embedded, echo=print) -> None:
     """initdb if needed, start if stopped, create the database and extensions; idempotent."""
     bin_path = bindir()
@@ -150,8 +163,12 @@ def start(c: Embedded, echo=print) -> None:
                           "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
         if res.returncode != 0:
             raise ClusterError(f"initdb failed:\n{res.stdout}{res.stderr}")
+    port = running_port(c)
+    if port is not None and port != c.port:
+        # (Checked before the configuration is rewritten: a later start would move it silently.)
+        raise ClusterError(_port_mismatch(c, port))
     _write_config(c)
-    if is_running(c):
+    if port is not None:
         echo(f"PostgreSQL already running on port {c.port} (socket {c.socket_dir})")
     else:
         res = _as_server([str(bin_path / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(c.data_dir),
@@ -193,6 +210,11 @@ def stop(c: Embedded, echo=print) -> None:
 
 
 def status(c: Embedded) -> dict:
-    return {"data_dir": str(c.data_dir), "port": c.port, "socket_dir": str(c.socket_dir),
+    """running is true only when the server listens where ETL_PORT says: clients connect there."""
+    port = running_port(c) if c.data_dir.exists() else None
+    info = {"data_dir": str(c.data_dir), "port": c.port, "socket_dir": str(c.socket_dir),
             "database": c.database, "initialized": (c.data_dir / "PG_VERSION").exists(),
-            "running": is_running(c) if c.data_dir.exists() else False, "url": c.url()}
+            "running": port == c.port, "url": c.url()}
+    if port is not None and port != c.port:
+        info.update(running_port=port, error=_port_mismatch(c, port))
+    return info

@@ -124,7 +124,7 @@ def stop_on_signals(stop: threading.Event, wake: threading.Event) -> Iterator[No
 
 class Runner:
     def __init__(self, dsn: str, slots: int = 4, worker_id: str | None = None, grace: float = 30.0,
-                 safety_poll: float = 30.0, metrics_port: int | None = None):
+                 safety_poll: float = 30.0, metrics_port: int | None = None, metrics_host: str = "127.0.0.1"):
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
         self.dsn = dsn
@@ -147,6 +147,7 @@ class Runner:
         ensure_redacting(self.log.logger)
         self.log_sink: RunLogHandler | None = None
         self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
 
     # ------------------------------------------------------------------ connections
 
@@ -394,8 +395,8 @@ class Runner:
             self.log_sink = RunLogHandler(self.dsn)
             self.job_logger.addHandler(self.log_sink)
             if self.metrics_port is not None:
-                port = self.metrics.serve(self.metrics_port)
-                self.log.info("metrics served", fields={"action": "metrics", "port": port})
+                port = self.metrics.serve(self.metrics_port, addr=self.metrics_host)
+                self.log.info("metrics served", fields={"action": "metrics", "host": self.metrics_host, "port": port})
             conn = self._retrying("connect", self._connect, attempts=30)
             self.reports.fill(self.slots)
             self._service_beat(conn, "running")
