@@ -11,13 +11,19 @@ from .ops_cli import EXIT_NOT_FOUND, FINAL_STATUSES, OpsError, _jsonable, handle
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
+# attempt: the number of the attempt that wrote the line (from its attempt_id, the attempt's token),
+# else the runner's own `attempt` field; null for lines about the run as a whole.
 LOGS_AFTER = """
-select log_id, ts, level, message, attempt_id, item_id, logger, fields, redacted
-  from etl.run_logs
- where run_id = %(run_id)s and log_id > %(after)s
-   and level = any(%(levels)s)
-   and (%(text)s::text is null or message ilike %(text)s or fields::text ilike %(text)s)
- order by log_id
+select l.log_id, l.ts, l.level, l.message, l.attempt_id,
+       coalesce(a.attempt_no, case when l.fields ->> 'attempt' ~ '^[0-9]{1,9}$'
+                                   then (l.fields ->> 'attempt')::int end) as attempt,
+       l.item_id, l.logger, l.fields, l.redacted
+  from etl.run_logs l
+  left join etl.run_attempts a on a.attempt_id = l.attempt_id
+ where l.run_id = %(run_id)s and l.log_id > %(after)s
+   and l.level = any(%(levels)s)
+   and (%(text)s::text is null or l.message ilike %(text)s or l.fields::text ilike %(text)s)
+ order by l.log_id
  limit %(limit)s
 """
 
@@ -29,7 +35,7 @@ def _like(text: str | None) -> str | None:
 
 
 @click.command("logs")
-@click.argument("run_id", type=int)
+@click.argument("run_id", metavar="RUN", type=int)
 @click.option("--level", type=click.Choice(LEVELS, case_sensitive=False), default="DEBUG", show_default=True,
               help="Lowest level shown.")
 @click.option("--grep", "text", default=None, help="Only lines whose message or fields contain TEXT.")
@@ -56,8 +62,11 @@ def logs_cmd(run_id: int, level: str, text: str | None, follow: bool, limit: int
                 if as_json:
                     click.echo(json.dumps(r, default=_jsonable))
                 else:
-                    extra = " ".join(f"{k}={v}" for k, v in (r["fields"] or {}).items()
-                                     if k not in ("run_id", "job", "attempt", "worker"))
+                    # The attempt tells the lines of one retry from another's; the run and job are given.
+                    pairs = [] if r["attempt"] is None else [f"attempt={r['attempt']}"]
+                    pairs += [f"{k}={v}" for k, v in (r["fields"] or {}).items()
+                              if k not in ("run_id", "job", "attempt", "worker")]
+                    extra = " ".join(pairs)
                     click.echo(f"{r['ts']:%H:%M:%S.%f}"[:-3] + f" {r['level']:<8} {r['message']}"
                                + (f"  {extra}" if extra else ""))
             if not follow:

@@ -123,6 +123,16 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def fmt_fire_time(utc: datetime, local: datetime, zone: str) -> str:
+    """`2026-11-29 05:00:00 UTC (06:00 Europe/Berlin)`: the instant in UTC like every time printed,
+    and the wall-clock time in the schedule's zone, the one its cron (and its summary) reads."""
+    text = fmt(utc) + " UTC"
+    if zone.upper() in ("UTC", "ETC/UTC"):
+        return text
+    same_day = local.date() == utc.astimezone(timezone.utc).date()
+    return text + f" ({local:{'%H:%M' if same_day else '%Y-%m-%d %H:%M'}} {zone})"
+
+
 def fmt_ms(ms: Any) -> str:
     if ms is None:
         return "-"
@@ -163,8 +173,10 @@ def echo_table(rows: Iterable[dict], columns: list[tuple[str, str]],
 
 def echo_fields(pairs: list[tuple[str, Any]], indent: str = "") -> None:
     width = max((len(k) for k, _ in pairs), default=0)
+    continuation = "\n" + indent + " " * (width + 2)     # a multi-line value stays in its column
     for k, v in pairs:
-        click.echo(f"{indent}{k:<{width}}  {v if isinstance(v, str) else fmt(v)}")
+        text = v if isinstance(v, str) else fmt(v)
+        click.echo(f"{indent}{k:<{width}}  {continuation.join(text.splitlines()) or text}")
 
 
 class NonFiniteNumber(ValueError):
@@ -355,14 +367,19 @@ def jobs_show(job: str, as_json: bool) -> None:
             select schedule_id, cron_expr, timezone, is_active, params, with_downstream, misfire_policy,
                    overlap_policy, next_run_at, last_fire_at, description
               from etl.schedules where job_id = %s order by is_active desc, schedule_id""", (jid,)).fetchall()
+        next_fires_text: dict[int, list[str]] = {}     # labelled UTC and local: text output only
         for s in schedules:
             try:
                 s["summary"] = conn.execute("select etl.cron_describe(%s) as d", (s["cron_expr"],)).fetchone()["d"]
-                s["next_fire_times"] = [r["t"] for r in conn.execute(
-                    "select t from etl.cron_next_n(%s, %s, now(), 3) t", (s["cron_expr"], s["timezone"]))]
+                fires = conn.execute("""
+                    select t, t at time zone %(tz)s::text as local
+                      from etl.cron_next_n(%(cron)s, %(tz)s, now(), 3) t""",
+                                     {"cron": s["cron_expr"], "tz": s["timezone"]}).fetchall()
             except psycopg.Error as exc:
                 s["summary"] = f"invalid: {exc.diag.message_primary or exc}"
-                s["next_fire_times"] = []
+                fires = []
+            s["next_fire_times"] = [f["t"] for f in fires]
+            next_fires_text[s["schedule_id"]] = [fmt_fire_time(f["t"], f["local"], s["timezone"]) for f in fires]
         params = conn.execute("""
             select name, mode, data_type, required, default_value, allowed_values, description
               from etl.job_parameters where job_id = %s order by name, mode""", (jid,)).fetchall()
@@ -400,9 +417,9 @@ def jobs_show(job: str, as_json: bool) -> None:
         click.echo("  (none)")
     for s in schedules:
         state = "active" if s["is_active"] else "inactive"
-        click.echo(f"  #{s['schedule_id']} {s['cron_expr']!r} {s['timezone']} ({state}): {s['summary']}")
-        click.echo(f"    next: {', '.join(fmt(t) for t in s['next_fire_times']) or '-'}"
+        click.echo(f"  #{s['schedule_id']} {s['cron_expr']!r} {s['timezone']} ({state}): {s['summary']}"
                    f"   misfire={s['misfire_policy']} overlap={s['overlap_policy']}")
+        click.echo(f"    next: {', '.join(next_fires_text[s['schedule_id']]) or '-'}")
     click.echo("parameters:")
     echo_table(params, [("name", "NAME"), ("mode", "MODE"), ("data_type", "TYPE"), ("required", "REQUIRED"),
                         ("default_value", "DEFAULT"), ("allowed_values", "ALLOWED")],
@@ -620,6 +637,17 @@ def runs_list(job, status, since, category, limit, offset, as_json) -> None:
                       ("error_message", "ERROR")], {"duration_ms": fmt_ms, "error_message": excerpt})
 
 
+def _cancellation(run: dict, events: list[dict]) -> str:
+    """A cancelled run's message and the operator's reason, from its cancel event (a running run's
+    message comes from its runner and does not carry the reason)."""
+    reason = next((e["detail"]["reason"] for e in reversed(events)
+                   if (e["event_type"] == "cancel_requested" or e["to_status"] == "cancelled")
+                   and isinstance(e["detail"], dict) and e["detail"].get("reason")), None)
+    message = run["error_message"] or ("cancelled while running" if run["started_at"] else
+                                       "cancelled before it started")
+    return message + (f" (reason: {reason})" if reason else "")
+
+
 @runs.command("show")
 @click.argument("run_id", metavar="RUN", type=int)
 @json_option
@@ -651,19 +679,25 @@ def runs_show(run_id: int, as_json: bool) -> None:
              where r.run_id = %s""", (run_id,)).fetchone()
         extra = conn.execute("select sql_executed, rows_affected, items_total, items_succeeded, items_failed, "
                              "items_duplicate from etl.runs where run_id = %s", (run_id,)).fetchone()
+        # A full refresh requested with --request-approval: its runs stay pending until `etl approve`.
+        awaiting_approval = conn.execute(
+            "select status = 'awaiting_approval' as a from etl.pipeline_runs where pipeline_run_id = %s",
+            (run["pipeline_run_id"],)).fetchone()["a"]
     if as_json:
-        echo_json({"run": {**run, **extra}, "events": events, "attempts": attempts, "items": items,
-                   "refreshes": refreshes, "group": group})
+        echo_json({"run": {**run, **extra}, "awaiting_approval": awaiting_approval, "events": events,
+                   "attempts": attempts, "items": items, "refreshes": refreshes, "group": group})
         return
-    click.echo(f"run {run['run_id']}: {run['job']} {run['status']} (pipeline run {run['pipeline_run_id']})")
+    click.echo(f"run {run['run_id']}: {run['job']} {run['status']}"
+               f"{', awaiting approval' if awaiting_approval else ''} (pipeline run {run['pipeline_run_id']})")
     echo_fields([("mode", run["mode"] + (" (dry run)" if run["dry_run"] else "")),
                  ("params", fmt(run["params"])), ("logical date", fmt(run["logical_date"])),
                  ("scheduled", fmt(run["scheduled_at"])), ("started", fmt(run["started_at"])),
                  ("ended", fmt(run["ended_at"])), ("duration", fmt_ms(run["duration_ms"])),
                  ("attempts", f"{run['attempt_count']} of {run['max_attempts']}"),
                  ("records", f"read {fmt(run['records_read'])}, written {fmt(run['records_written'])}"),
-                 ("error", f"{fmt(run['error_category'])} {fmt(run['error_type'])}: {fmt(run['error_message'])}"
-                  if run["error_category"] or run["error_message"] else "-"),
+                 (("cancellation", _cancellation(run, events)) if run["status"] == "cancelled" else
+                  ("error", f"{fmt(run['error_category'])} {fmt(run['error_type'])}: {fmt(run['error_message'])}"
+                   if run["error_category"] or run["error_message"] else "-")),
                  ("skip reason", fmt(run["skip_reason"])), ("reason", fmt(run["reason"])),
                  ("requested by", run["requested_by"])]
                 + ([("rows affected", fmt(extra["rows_affected"]))] if extra["rows_affected"] is not None else [])

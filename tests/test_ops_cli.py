@@ -147,6 +147,18 @@ def test_jobs_list_filters_by_last_status(cli, db, diamond):
     assert res.exit_code == 2 and "green" in res.output
 
 
+def test_jobs_show_labels_fire_times_utc_and_local(cli, diamond):
+    diamond.execute("""insert into etl.schedules (job_id, cron_expr, timezone, is_active)
+                       select job_id, '0 6 * * *', 'Europe/Berlin', true from etl.jobs where slug = 'b'""")
+    out = cli("jobs", "show", "b").output
+    assert "at 06:00 every day" in out
+    next_line = next(ln for ln in out.splitlines() if ln.strip().startswith("next:"))
+    # 06:00 in Berlin is 05:00 UTC in winter and 04:00 UTC in summer.
+    assert " UTC (06:00 Europe/Berlin)" in next_line and next_line.count("UTC (") == 3, next_line
+    utc_line = next(ln for ln in cli("jobs", "show", "a").output.splitlines() if ln.strip().startswith("next:"))
+    assert "02:00:00 UTC" in utc_line and "(02:00" not in utc_line, utc_line
+
+
 def test_jobs_show(cli, diamond):
     res = cli("jobs", "show", "a")
     assert res.exit_code == 0, res.output
@@ -392,6 +404,42 @@ def test_runs_show(cli, db, diamond):
     assert res.exit_code == 3 and "999999" in res.output
 
 
+def test_runs_show_cancelled_run_is_a_cancellation_not_an_error(cli, diamond):
+    run_id = diamond.execute("select etl.run_job('a') as r").fetchone()["r"]
+    c = diamond.execute("select * from etl.claim('w1', 1)").fetchone()
+    assert diamond.execute("select etl.cancel(%s, 'wrong day') as r", (run_id,)).fetchone()["r"] == "cancel_requested"
+    diamond.execute("select etl.finish(%s, %s, %s)",
+                    (run_id, c["token"], '{"status": "cancelled", "message": "cancelled by an operator"}'))
+    res = cli("runs", "show", str(run_id))
+    assert res.exit_code == 0, res.output
+    assert "error - -" not in res.output
+    assert "cancellation  cancelled by an operator (reason: wrong day)" in res.output, res.output
+
+
+def test_runs_show_indents_a_multiline_error(cli, db, diamond):
+    diamond.execute("update etl.jobs set max_attempts = 1 where slug = 'a'")
+    run_id = diamond.execute("select etl.run_job('a') as r").fetchone()["r"]
+    c = diamond.execute("select * from etl.claim('w1', 1)").fetchone()
+    diamond.execute("select etl.finish(%s, %s, %s)", (run_id, c["token"], json.dumps(
+        {"status": "failed", "error_category": "DB", "message": "first line\nsecond line", "is_transient": False})))
+    lines = cli("runs", "show", str(run_id)).output.splitlines()
+    i = next(i for i, ln in enumerate(lines) if ln.strip().startswith("error "))
+    assert lines[i].endswith("first line")
+    assert lines[i + 1].strip() == "second line"
+    assert lines[i + 1].index("second") == lines[i].index("DB"), (lines[i], lines[i + 1])
+
+
+def test_runs_show_says_a_run_awaits_approval(cli, diamond):
+    diamond.execute("update etl.jobs set allow_full_refresh = true where slug = 'a'")
+    out = json.loads(cli("run", "a", "--full", "--request-approval", "--reason", "rebuild", "--json").output)
+    res = cli("runs", "show", str(out["run_id"]))
+    assert res.exit_code == 0, res.output
+    assert f"awaiting approval (pipeline run {out['pipeline_run_id']})" in res.output.splitlines()[0]
+    assert json.loads(cli("runs", "show", str(out["run_id"]), "--json").output)["awaiting_approval"] is True
+    run_id = diamond.execute("select etl.run_job('b') as r").fetchone()["r"]
+    assert "awaiting approval" not in cli("runs", "show", str(run_id)).output
+
+
 # ------------------------------------------------------------------------------- cancel / retry
 
 
@@ -484,3 +532,46 @@ def test_schedules_lists_cron_in_words_and_next_fires(db):
     assert "nightly  [0 2 * * *] at 02:00 every day, Europe/Berlin" in out.output
     data = _json.loads(CliRunner().invoke(main, ["schedules", "--json", "--next", "2"], env={"ETL_DSN": db.dsn}).output)
     assert data[0]["job"] == "nightly" and len(data[0]["next_fires"]) == 2
+
+
+def test_schedules_label_fire_times_utc_and_local(cli, db):
+    with db.connect() as c:
+        make_job(c, "morning")
+        c.execute("insert into etl.schedules (job_id, cron_expr, timezone) "
+                  "select job_id, '0 6 * * *', 'Europe/Berlin' from etl.jobs where slug = 'morning'")
+        make_job(c, "utc_job")
+        c.execute("insert into etl.schedules (job_id, cron_expr, timezone) "
+                  "select job_id, '30 1 * * *', 'UTC' from etl.jobs where slug = 'utc_job'")
+    lines = cli("schedules").output.splitlines()
+    berlin = lines[lines.index("morning  [0 6 * * *] at 06:00 every day, Europe/Berlin") + 2]
+    assert berlin.startswith("    next: ") and berlin.count(" UTC (06:00 Europe/Berlin)") == 3, berlin
+    utc = lines[next(i for i, ln in enumerate(lines) if ln.startswith("utc_job  ")) + 2]
+    assert utc.count(":30:00 UTC") == 3 and "(" not in utc, utc
+    assert "last fired -" in cli("schedules").output
+    data = json.loads(cli("schedules", "--json").output)
+    assert {r["job"] for r in data} == {"morning", "utc_job"} and all(len(r["next_fires"]) == 3 for r in data)
+
+
+# ---------------------------------------------------------------------------------------- logs
+
+
+def test_logs_show_the_attempt_of_each_line(cli, diamond):
+    run_id = diamond.execute("select etl.run_job('a') as r").fetchone()["r"]
+    token = diamond.execute("select * from etl.claim('w1', 1)").fetchone()["token"]
+    diamond.execute("""insert into etl.run_logs (run_id, level, message, attempt_id, fields)
+                       values (%s, 'INFO', 'from the job', %s, '{"rows": 10}'),
+                              (%s, 'INFO', 'from the runner', null, '{"attempt": 2, "worker": "w1"}'),
+                              (%s, 'INFO', 'about the run', null, '{}')""", (run_id, token, run_id, run_id))
+    res = cli("logs", str(run_id))
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].endswith("from the job  attempt=1 rows=10"), lines
+    assert lines[1].endswith("from the runner  attempt=2"), lines
+    assert lines[2].endswith("about the run"), lines
+    data = [json.loads(ln) for ln in cli("logs", str(run_id), "--json").output.splitlines()]
+    assert [d["attempt"] for d in data] == [1, 2, None]
+
+
+def test_logs_usage_names_the_argument_run(cli):
+    usage = cli("logs", "--help").output.splitlines()[0]
+    assert usage.endswith("logs [OPTIONS] RUN"), usage
