@@ -5,9 +5,9 @@ the SQL API (etl.run_job, etl.cancel, etl.retry, etl.set_setting, etl.set_job_en
 etl.cron_describe, etl.cron_next_n) or a SELECT on etl tables, always with bound parameters; the only SQL composed
 at run time is an ORDER BY picked from a fixed whitelist.
 
-Exit codes: 0 ok, 1 the thing asked for failed, 2 bad input (unknown job or setting, bad -p),
-3 not found (a run id), 124 `run --wait` timed out. Database errors print
-`error: <message> (SQLSTATE <code>: <meaning>)`, never a traceback.
+Exit codes: 0 ok, 1 the thing asked for failed, 2 bad input (unknown job or setting, bad -p, an
+option that would have no effect), 3 not found (a run id), 124 `run --wait` timed out. Database
+errors print `error: <message> (SQLSTATE <code>: <meaning>)`, never a traceback.
 """
 from __future__ import annotations
 
@@ -501,7 +501,8 @@ def _wait_pipeline(conn, pipeline_run_id: int, timeout: float | None, as_json: b
 @click.command("run")
 @click.argument("job")
 @click.option("-p", "--param", "params", multiple=True, callback=parse_params, metavar="KEY=VALUE",
-              help="A parameter; VALUE is JSON when it parses (n=5 is 5), else a string. Repeatable.")
+              help="A parameter; VALUE is JSON when it parses (n=5 is 5; NaN and Infinity are refused), "
+                   "else a string. Repeatable, each KEY once.")
 @click.option("--params-file", type=click.File("r"), help="A JSON object of parameters (-p wins over it).")
 @click.option("--dry-run", is_flag=True, help="Run without side effects (no cursor advance).")
 @click.option("--reason", help="Why (recorded with the run and in etl.audit_log).")
