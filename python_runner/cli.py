@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 
@@ -44,8 +45,17 @@ def runner_cmd(slots: int, worker_id: str | None, grace: float, safety_poll: flo
                metrics_port: int | None, metrics_host: str) -> None:
     """Run the runner daemon: claim, execute, heartbeat, report. SIGTERM drains."""
     from .runner import Runner
-    sys.exit(Runner(settings.dsn(), slots=slots, worker_id=worker_id, grace=grace,
-                    safety_poll=safety_poll, metrics_port=metrics_port, metrics_host=metrics_host).run())
+    runner = Runner(settings.dsn(), slots=slots, worker_id=worker_id, grace=grace,
+                    safety_poll=safety_poll, metrics_port=metrics_port, metrics_host=metrics_host)
+    code = runner.run()
+    if runner.abandoned_jobs:
+        # Their runs were handed back when the grace period ended; the threads that still run them
+        # would hold the process at exit (Python joins executor threads): leave without them.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 @main.group()

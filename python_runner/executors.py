@@ -51,6 +51,27 @@ def resolve_callable(target: str) -> Callable[[JobContext], Any]:
     return fn
 
 
+# What a job may return: a status that is not a failure (a job fails by raising) and counts that
+# fit their columns. Anything else is the job's bug, reported as such: sent on, the engine would
+# refuse the report, and the run would wait for its lease to expire and run again.
+RETURNED_STATUSES = ("success", "partial_success")
+COUNT_LIMITS = {"records_read": 2**63 - 1, "records_written": 2**63 - 1, "page_count": 2**31 - 1}
+
+
+def check_returned_outcome(target: str, out: dict[str, Any]) -> None:
+    """Raises a permanent SYSTEM JobError (bad_outcome) naming the field when out is not reportable."""
+    def bad(what: str) -> JobError:
+        return JobError(f"{target} returned {what}", category="SYSTEM", transient=False, error_type="bad_outcome")
+    if out["status"] not in RETURNED_STATUSES:
+        raise bad(f"status {out['status']!r}: a job returns success or partial_success, and raises to fail")
+    for name, limit in COUNT_LIMITS.items():
+        value = out.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit):
+            raise bad(f"{name} {value!r}: a count is a whole number from 0 to {limit}")
+    if out.get("message") is not None and not isinstance(out["message"], str):
+        raise bad(f"message {out['message']!r}: a message is text")
+
+
 def run_python(target: str, ctx: JobContext) -> dict[str, Any]:
     fn = resolve_callable(target)
     returned = fn(ctx)
@@ -59,6 +80,7 @@ def run_python(target: str, ctx: JobContext) -> dict[str, Any]:
         # A job may report its status (partial_success) and extra metrics itself.
         out.update({k: v for k, v in returned.items() if k in (
             "status", "records_read", "records_written", "page_count", "lineage", "message")})
+    check_returned_outcome(target, out)
     if ctx.custom:
         out["metrics"] = ctx.custom
     if ctx.new_cursor is not None:

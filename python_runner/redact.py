@@ -5,7 +5,8 @@
 
 Rules:
   * A mapping key that contains (case-insensitive, ``-`` and spaces read as ``_``) one of
-    SECRET_KEY_PARTS has its whole value replaced by "[REDACTED]", whatever its type
+    SECRET_KEY_PARTS, or one of SECRET_KEY_WORDS with no letter next to it, has its whole value
+    replaced by "[REDACTED]", whatever its type
     (None and "" are left alone: there is nothing to hide).
   * Every string anywhere (values, list items, the message) goes through redact_text:
       - URL credentials            scheme://user:pw@host   -> scheme://user:[REDACTED]@host
@@ -30,13 +31,18 @@ REDACTED = "[REDACTED]"
 EMAIL = "[EMAIL]"
 
 SECRET_KEY_PARTS: tuple[str, ...] = (
-    "password", "passwd", "secret", "token", "authorization", "api_key", "apikey",
-    "access_key", "private_key", "cookie", "session",
+    "password", "passwd", "pwd", "secret", "token", "authorization", "api_key", "apikey",
+    "access_key", "private_key", "cookie", "session", "credential",
 )
+# Secret names too short to match inside other words ("pass" is in "passenger", "bypass",
+# "passed"): they count only with no letter next to them (pass, db_pass, pass_2, X-Pass).
+SECRET_KEY_WORDS: tuple[str, ...] = ("pass",)
 
 # In free text, api_key / access_key / private_key may also be written with "-" or nothing.
 _KEY_ALTERNATION = "|".join(
-    re.escape(p).replace("_", "[_-]?") if "_" in p else re.escape(p) for p in SECRET_KEY_PARTS)
+    [re.escape(p).replace("_", "[_-]?") if "_" in p else re.escape(p) for p in SECRET_KEY_PARTS]
+    + [rf"(?<![A-Za-z]){re.escape(w)}(?![A-Za-z])" for w in SECRET_KEY_WORDS])
+_SECRET_WORD = re.compile("|".join(rf"(?<![a-z]){re.escape(w)}(?![a-z])" for w in SECRET_KEY_WORDS))
 
 _URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)(?P<pw>[^\s/@]+)(?P<at>@)", re.I)
 _BEARER = re.compile(r"\b(?P<scheme>bearer)\s+(?!\[REDACTED\])[A-Za-z0-9\-._~+/]+=*", re.I)
@@ -59,7 +65,7 @@ _MAY_HOLD_SECRET = re.compile(r"[@=:]|bearer|eyJ", re.I)
 @functools.lru_cache(maxsize=4096)
 def _is_secret_name(name: str) -> bool:
     k = name.lower().replace("-", "_").replace(" ", "_")
-    return any(part in k for part in SECRET_KEY_PARTS)
+    return any(part in k for part in SECRET_KEY_PARTS) or _SECRET_WORD.search(k) is not None
 
 
 def is_secret_key(key: Any) -> bool:

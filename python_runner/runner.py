@@ -29,11 +29,12 @@ from psycopg_pool import ConnectionPool
 
 from . import __version__, queries, units
 from .queries import STALE_TOKEN
-from .context import JobContext
+from .context import Cancelled, JobContext, JobError
 from .hotconns import HotConnections
 from .http import HttpClient
 from .executors import outcome_from_exception, run_python, run_sql
 from .logsink import RunLogHandler, ensure_redacting
+from .redact import redact, redact_text
 from .metrics import RunnerMetrics
 
 
@@ -108,6 +109,16 @@ class InFlight:
     last_beat: float = field(default_factory=time.monotonic)
 
 
+def _redacted_outcome(outcome: dict) -> dict:
+    """The outcome with its free text (message, error detail) redacted."""
+    out = dict(outcome)
+    if isinstance(out.get("message"), str):
+        out["message"] = redact_text(out["message"])[0]
+    if out.get("error_detail") is not None:
+        out["error_detail"] = redact(out["error_detail"])[0]
+    return out
+
+
 @contextlib.contextmanager
 def stop_on_signals(stop: threading.Event, wake: threading.Event) -> Iterator[None]:
     """SIGTERM and SIGINT set the stop event and wake the loop; the previous handlers come back on exit."""
@@ -147,6 +158,7 @@ class Runner:
         ensure_redacting(self.log.logger)
         self.log_sink: RunLogHandler | None = None
         self.metrics_port = metrics_port
+        self.abandoned_jobs = 0  # jobs still running in slot threads after the drain handed them back
         self.metrics_host = metrics_host
 
     # ------------------------------------------------------------------ connections
@@ -155,14 +167,18 @@ class Runner:
         return psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row,
                                application_name=f"etl-runner {self.worker_id}", **kw)
 
-    def _retrying(self, what: str, fn, attempts: int = 8):
-        """Run fn(); on a lost connection retry with capped, jittered backoff, logging each try."""
+    def _retrying(self, what: str, fn, attempts: int = 8, until: float | None = None):
+        """Run fn(); on a lost connection retry with capped, jittered backoff, logging each try:
+        `attempts` times, and beyond that until the monotonic time `until` when one is given."""
         delay = 0.2
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return fn()
             except psycopg.OperationalError as exc:
-                if attempt == attempts or self.stop.is_set() and what != "finish":
+                out_of_tries = attempt >= attempts and (until is None or time.monotonic() >= until)
+                if out_of_tries or self.stop.is_set() and what != "finish":
                     raise
                 self.log.warning("database unreachable, retrying", fields={
                     "action": what, "attempt": attempt, "error": str(exc).strip()[:200]})
@@ -196,9 +212,12 @@ class Runner:
 
     def _heartbeats(self) -> None:
         conn = None
+        backoff, retry_at = 0.5, 0.0  # while the database is away: capped, jittered backoff
         while not self.stop.is_set() or self.in_flight:
             time.sleep(0.2)
             now = time.monotonic()
+            if now < retry_at:
+                continue
             with self.lock:
                 due = [f for f in self.in_flight.values()
                        if not f.lost and now - f.last_beat >= f.lease_seconds / 3]
@@ -209,6 +228,7 @@ class Runner:
                     beat = conn.execute(queries.HEARTBEAT, {"run_id": f.claim.run_id,
                                                             "token": f.claim.token}).fetchone()["beat"]
                     f.last_beat = now
+                    backoff = 0.5
                     if beat.get("cancel_requested") and not f.ctx.cancelled:
                         self.log.info("cancel requested", fields={"action": "cancel", "run_id": f.claim.run_id})
                         self._cancel(f)
@@ -222,6 +242,10 @@ class Runner:
                         self.log.warning("heartbeat failed", fields={"action": "heartbeat", "run_id": f.claim.run_id,
                                                                      "error": str(exc).strip()[:200]})
                         conn = None
+                        if isinstance(exc, psycopg.OperationalError):
+                            retry_at = time.monotonic() + backoff * (0.5 + random.random())
+                            backoff = min(backoff * 2, 10.0)
+                            break  # the other runs' beats wait for the same database
 
     def _cancel(self, f: InFlight) -> None:
         f.ctx.cancel_event.set()
@@ -265,6 +289,9 @@ class Runner:
             outcome = {"status": "failed", "error_category": "SYSTEM", "message": str(exc)}
         except BaseException as exc:  # every failure is reported, none escapes the slot
             outcome = outcome_from_exception(exc)
+            if not isinstance(exc, (JobError, Cancelled)):
+                # Not a failure the job classified itself: where it came from goes to the run's log.
+                f.ctx.log.error("job raised %s: %s", type(exc).__name__, exc, exc_info=exc)
             if f.ctx.cancelled and isinstance(exc, psycopg.errors.QueryCanceled):
                 outcome = {"status": "cancelled", "message": "cancelled by an operator"}
         wants_refresh = c.refreshes or any(m.get("refreshes") for m in (c.group_members or []))
@@ -287,6 +314,9 @@ class Runner:
         short_claim = [False]
         fields = {"action": "finish", "run_id": c.run_id, "job": c.job_slug, "attempt": c.attempt_no,
                   "status": outcome.get("status"), "error_category": outcome.get("error_category")}
+        # Free text leaves the process redacted, as the logs do (structured fields such as a cursor
+        # are data, not prose, and go as they are).
+        outcome = _redacted_outcome(outcome)
         if f.lost or (f.handed_back and not handing_back):
             self.log.warning("dropping the result of a run whose lease was lost or handed back", fields=fields)
         else:
@@ -319,15 +349,31 @@ class Runner:
                 next_claims.extend(got)
                 short_claim[0] = claim and len(got) < want
                 return {"status": rows[0]["finished_status"]}
-            try:
-                row = self._retrying("finish", send)
-                fields["run_status"] = row["status"]
-            except psycopg.Error as exc:
-                if getattr(exc, "sqlstate", None) == STALE_TOKEN:
-                    self.log.warning("report refused: stale token", fields=fields)
-                else:
-                    self.log.error("report failed; the lease will expire and the engine retries",
-                                   fields={**fields, "error": str(exc).strip()[:300]})
+            # A result in hand is worth waiting for: while the lease lasts (the database may be back
+            # before the reaper is), not only for a few tries, or a success would run again.
+            lease_end = f.last_beat + f.lease_seconds
+            for refused in (False, True):
+                try:
+                    row = self._retrying("finish", send, until=lease_end)
+                    fields["run_status"] = row["status"]
+                except psycopg.Error as exc:
+                    if getattr(exc, "sqlstate", None) == STALE_TOKEN:
+                        self.log.warning("report refused: stale token", fields=fields)
+                    elif not refused and not isinstance(exc, psycopg.OperationalError):
+                        # The engine refused the outcome itself: the job's bug, recorded as a permanent
+                        # failure with the engine's reason (not a lease left to expire and a rerun).
+                        message = (getattr(exc.diag, "message_primary", None) or str(exc)).strip()
+                        self.log.error("the engine refused the outcome; reporting a failure",
+                                       fields={**fields, "error": message[:300]})
+                        outcome = {"status": "failed", "error_category": "SYSTEM", "is_transient": False,
+                                   "error_type": "bad_outcome",
+                                   "message": redact_text(f"the engine refused the reported outcome: {message}")[0]}
+                        fields.update(status="failed", error_category="SYSTEM")
+                        continue
+                    else:
+                        self.log.error("report failed; the lease will expire and the engine retries",
+                                       fields={**fields, "error": str(exc).strip()[:300]})
+                break
         with self.lock:
             self.in_flight.pop(c.run_id, None)
         # The runs claimed with the report started in the database: they go first, the report's
@@ -439,6 +485,9 @@ class Runner:
                 time.sleep(0.05)
             with self.lock:
                 left = list(self.in_flight.values())
+            # Jobs that ignored the cancel still run in their slot threads: the process must not wait
+            # for them at exit (see abandoned_jobs), or a handed-back run could run twice at once.
+            self.abandoned_jobs = len(left)
             for f in left:
                 f.handed_back = True  # a late return of the job must not report again
                 f.ctx.cancel_event.set()

@@ -84,3 +84,28 @@ def item_watermark(ctx):
             raise ValueError(f"region {region}: source rejected the request")
         newest = conn.execute("select max(modified) from public.test_source where region = %s", (region,)).fetchone()[0]
     ctx.set_cursor(newest.isoformat())
+
+
+def bad_return(ctx):
+    """Returns what a job must not: ctx.params['variant'] says which mistake."""
+    return {"status": {"status": "banana"}, "records": {"records_read": "lots"},
+            "negative": {"records_written": -5}}[ctx.params["variant"]]
+
+
+def bad_cursor(ctx):
+    """Passes the runner's checks; the engine refuses the cursor (not a timestamp) when it is reported."""
+    ctx.set_cursor("next tuesday-ish")
+
+
+def leaky_crash(ctx):
+    raise RuntimeError("kaboom password=hunter2 for bob@example.com")
+
+
+def deaf(ctx):
+    """Ignores cancellation: sleeps its seconds whatever happens."""
+    time.sleep(float(ctx.params.get("seconds", 20)))
+
+
+def sleep_then_ok(ctx):
+    time.sleep(float(ctx.params.get("seconds", 1)))
+    ctx.count("records_read", 1)

@@ -24,7 +24,8 @@ def test_redact_nested_secret_keys_case_insensitive_substring():
     value = {"user": "ann", "DB_Password": "hunter2", "nested": {"x-api-key": "k", "Authorization": "Basic abc",
              "list": [{"session_cookie": "c"}, {"refresh_token": {"deep": 1}}], "passwd": 5},
              "client_secret": "s", "AWS_ACCESS_KEY_ID": "AKIA", "private_key": "-----BEGIN",
-             "apikey": "z", "sessionid": "q", "ok": 1}
+             "apikey": "z", "sessionid": "q", "ok": 1, "pwd": "p", "db_pass": "p", "credentials": {"u": 1},
+             "passengers": 12, "passed": True}
     out, changed = redact(value)
     assert changed
     assert out == {"user": "ann", "DB_Password": "[REDACTED]",
@@ -32,7 +33,9 @@ def test_redact_nested_secret_keys_case_insensitive_substring():
                               "list": [{"session_cookie": "[REDACTED]"}, {"refresh_token": "[REDACTED]"}],
                               "passwd": "[REDACTED]"},
                    "client_secret": "[REDACTED]", "AWS_ACCESS_KEY_ID": "[REDACTED]",
-                   "private_key": "[REDACTED]", "apikey": "[REDACTED]", "sessionid": "[REDACTED]", "ok": 1}
+                   "private_key": "[REDACTED]", "apikey": "[REDACTED]", "sessionid": "[REDACTED]", "ok": 1,
+                   "pwd": "[REDACTED]", "db_pass": "[REDACTED]", "credentials": "[REDACTED]",
+                   "passengers": 12, "passed": True}
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -47,6 +50,9 @@ def test_redact_nested_secret_keys_case_insensitive_substring():
     ("token=" + JWT, "token=[REDACTED]"),
     ("got " + JWT + " back", "got [REDACTED] back"),
     ("postgresql://etl:pw123@db.internal:5432/dw", "postgresql://etl:[REDACTED]@db.internal:5432/dw"),
+    ("pwd=hunter3 pass=hunter4 credentials=hunter5",
+     "pwd=[REDACTED] pass=[REDACTED] credentials=[REDACTED]"),
+    ("db_pass: x1, X-Pass=x2", "db_pass: [REDACTED], X-Pass=[REDACTED]"),
 ])
 def test_redact_text_patterns(text, expected):
     out, changed = redact_text(text)
@@ -55,6 +61,7 @@ def test_redact_text_patterns(text, expected):
 
 @pytest.mark.parametrize("text", [
     "loaded 42 rows into staging.orders.created_at", "nothing to see", "", "3.14 ratio: 0.5",
+    "passengers=12 passed=3 bypass=on compass: north",
     "password=[REDACTED]", "Bearer [REDACTED]", "[EMAIL]",
 ])
 def test_redact_text_leaves_clean_text_alone(text):

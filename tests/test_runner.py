@@ -1,6 +1,7 @@
 """The runner daemon as real processes against a real database."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -8,7 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
+
+from python_runner import settings
 
 TESTS = Path(__file__).resolve().parent
 
@@ -274,3 +278,118 @@ def test_cancel_reaches_a_running_job_at_its_next_heartbeat(db, start_runner):
         row = wait_for(lambda: c.execute("select status, duration_ms from etl.runs where run_id = %s and status <> 'running'",
                                          (run,)).fetchone(), timeout=15, what="the runner to stop the job")
         assert row["status"] == "cancelled" and row["duration_ms"] < 10000
+
+
+def run_row(c, run: int) -> dict:
+    return c.execute("""select r.status, r.attempt_count, r.error_category, r.is_transient, r.error_type,
+                               r.error_message, a.error_message as attempt_message
+                          from etl.runs r join etl.run_attempts a on a.run_id = r.run_id and a.attempt_no = 1
+                         where r.run_id = %s""", (run,)).fetchone()
+
+
+def finished(c, run: int) -> bool:
+    return c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"] not in (
+        "pending", "queued", "running")
+
+
+@pytest.mark.parametrize("variant, message", [
+    ("status", "returned status 'banana': a job returns success or partial_success, and raises to fail"),
+    ("records", "returned records_read 'lots': a count is a whole number from 0 to"),
+    ("negative", "returned records_written -5: a count is a whole number from 0 to"),
+])
+def test_a_bad_return_value_fails_the_run_at_once(db, start_runner, variant, message):
+    with db.connect() as c:
+        add_job(c, "bad_return", "runner_jobs:bad_return", max_attempts=3)
+        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
+                  "select job_id, 'variant', 'string' from etl.jobs where slug = 'bad_return'")
+        run = c.execute("select etl.run_job('bad_return', %s) as r", (json.dumps({"variant": variant}),)).fetchone()["r"]
+        start_runner()
+        wait_for(lambda: finished(c, run), what="the run to end")
+        row = run_row(c, run)
+        # Failed once, for good, saying what was wrong: not left running until its lease expired.
+        assert (row["status"], row["attempt_count"], row["error_category"], row["is_transient"], row["error_type"]) \
+            == ("failed", 1, "SYSTEM", False, "bad_outcome")
+        assert message in row["error_message"]
+
+
+def test_an_outcome_the_engine_refuses_is_reported_as_a_failure(db, start_runner):
+    with db.connect() as c:
+        add_job(c, "bad_cursor", "runner_jobs:bad_cursor", max_attempts=3, supports_incremental=True,
+                incremental_strategy="modified_date")
+        run = c.execute("select etl.run_job('bad_cursor') as r").fetchone()["r"]
+        p = start_runner()
+        wait_for(lambda: finished(c, run), timeout=15, what="the run to end")
+        row = run_row(c, run)
+        assert (row["status"], row["attempt_count"], row["error_type"], row["is_transient"]) \
+            == ("failed", 1, "bad_outcome", False)
+        assert row["error_message"].startswith("the engine refused the reported outcome: invalid input syntax")
+        assert c.execute("select count(*) as n from etl.cursors").fetchone()["n"] == 0
+        assert p.poll() is None
+
+
+def test_an_unexpected_exception_is_redacted_and_its_traceback_logged(db, start_runner):
+    with db.connect() as c:
+        add_job(c, "leaky", "runner_jobs:leaky_crash", max_attempts=1)
+        run = c.execute("select etl.run_job('leaky') as r").fetchone()["r"]
+        start_runner()
+        wait_for(lambda: finished(c, run), what="the run to end")
+        row = run_row(c, run)
+        assert row["error_message"] == row["attempt_message"] == "kaboom password=[REDACTED] for [EMAIL]"
+        log = wait_for(lambda: c.execute("select message, fields from etl.run_logs where run_id = %s and level = 'ERROR'",
+                                         (run,)).fetchone(), what="the job's error line")
+        assert log["message"] == "job raised RuntimeError: kaboom password=[REDACTED] for [EMAIL]"
+        assert "Traceback" in log["fields"]["exception"] and "leaky_crash" in log["fields"]["exception"]
+        assert "hunter2" not in json.dumps(log["fields"])
+
+
+def test_sigterm_exits_after_the_grace_period_even_if_a_job_ignores_cancel(db, start_runner):
+    with db.connect() as c:
+        add_job(c, "deaf", "runner_jobs:deaf")
+        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
+                  "select job_id, 'seconds', 'number' from etl.jobs where slug = 'deaf'")
+        run = c.execute("""select etl.run_job('deaf', '{"seconds": 30}') as r""").fetchone()["r"]
+        p = start_runner(grace=1.0)
+        wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
+                 == "running", what="the run to start")
+        p.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert p.wait(timeout=15) == 0
+        assert time.monotonic() - started < 10, "the runner waited for a job it had handed back"
+        row = c.execute("""select r.status, a.status as attempt_status, a.error_type
+                             from etl.runs r join etl.run_attempts a on a.run_id = r.run_id and a.attempt_no = 1
+                            where r.run_id = %s""", (run,)).fetchone()
+        assert (row["status"], row["attempt_status"], row["error_type"]) == ("queued", "failed", "runner_shutdown")
+
+
+def test_a_result_in_hand_outlives_a_long_database_outage(db, start_runner):
+    """The report of a success is retried while the lease lasts, past the usual tries: the job does not
+    run again. Heartbeats back off meanwhile instead of hammering the server."""
+    with db.connect() as c:
+        add_job(c, "outage", "runner_jobs:sleep_then_ok", lease_duration="90 seconds")
+        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
+                  "select job_id, 'seconds', 'number' from etl.jobs where slug = 'outage'")
+        run = c.execute("""select etl.run_job('outage', '{"seconds": 1}') as r""").fetchone()["r"]
+        p = start_runner(slots=1)
+        wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
+                 == "running", what="the run to start")
+        # The outage: no new connection to the database, and every connection of the runner cut.
+        with psycopg.connect(settings.dsn("postgres"), autocommit=True) as admin:
+            admin.execute(f'alter database "{db.name}" allow_connections false')
+            try:
+                admin.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                              "where datname = %s and application_name like 'etl-runner%%'", (db.name,))
+                # Longer than eight tries of a connection can last: 22.6 s of backoff, jittered up
+                # to 1.5 times (34 s), after the job's one second.
+                time.sleep(40)
+            finally:
+                admin.execute(f'alter database "{db.name}" allow_connections true')
+        wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
+                 == "success", timeout=30, what="the report to get through")
+        assert c.execute("select count(*) as n from etl.run_attempts where run_id = %s", (run,)).fetchone()["n"] == 1
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+        retries = [json.loads(line) for line in err.splitlines()
+                   if '"database unreachable, retrying"' in line and '"finish"' in line]
+        assert max(r["attempt"] for r in retries) > 8
+        beats = [line for line in err.splitlines() if '"heartbeat failed"' in line]
+        assert len(beats) < 30, f"{len(beats)} heartbeat attempts in a 40 s outage: no backoff"
