@@ -3,7 +3,7 @@
 -- policies, the lease reaper, backfill).
 
 BEGIN;
-SELECT plan(63);
+SELECT plan(64);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -83,6 +83,11 @@ SELECT is(etl.finish(etl_test.run_of((SELECT p FROM ct_rp2), 'ct_a'), etl_test.c
                      '{"status": "success"}'), 'success', 'in a second pipeline run the root succeeds');
 SELECT is(etl.finish(etl_test.run_of((SELECT p FROM ct_rp2), 'ct_b'), etl_test.claim_run(etl_test.run_of((SELECT p FROM ct_rp2), 'ct_b')),
                      '{"status": "failed", "error_category": "DATA"}'), 'failed', 'and the middle job fails');
+SELECT throws_ok(format('SELECT etl.retry(%s, ''again'')', etl_test.run_of((SELECT p FROM ct_rp2), 'ct_c')), '55000',
+    format('run %s waits for upstream run %s (ct_b, failed): retry run %s instead, it re-opens the runs it skipped',
+           etl_test.run_of((SELECT p FROM ct_rp2), 'ct_c'), etl_test.run_of((SELECT p FROM ct_rp2), 'ct_b'),
+           etl_test.run_of((SELECT p FROM ct_rp2), 'ct_b')),
+    'retry of a run whose upstream failed is refused, naming the run to retry');
 SELECT is(etl.retry_pipeline((SELECT p FROM ct_rp2), 'again'), 2, 'retry_pipeline re-opens the failed and the skipped run');
 SELECT is((SELECT array_agg(status ORDER BY run_id) FROM etl.runs WHERE pipeline_run_id = (SELECT p FROM ct_rp2)),
     ARRAY['success', 'queued', 'pending'], 'the success is kept, the failed run is queued, the skipped one pending');

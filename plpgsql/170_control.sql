@@ -128,6 +128,7 @@ as $$
 declare
   v_run etl.runs;
   v_child etl.runs;
+  v_up record;
   v_count integer := 1;
 begin
   perform etl._assert_primary();
@@ -143,6 +144,15 @@ begin
   if v_run.status not in ('failed', 'cancelled', 'skipped') then
     raise exception 'run % is %: only failed, cancelled or skipped runs can be retried', retry.run_id, v_run.status
       using errcode = 'object_not_in_prerequisite_state';
+  end if;
+  -- GUARD: a run whose parent in the pipeline run ended without success would wait for good.
+  select p.run_id, j.slug, p.status into v_up
+    from etl.run_dependencies d join etl.runs p on p.run_id = d.parent_run_id join etl.jobs j on j.job_id = p.job_id
+   where d.child_run_id = retry.run_id and p.status in ('failed', 'cancelled', 'skipped')
+   order by p.run_id limit 1;
+  if found then
+    raise exception 'run % waits for upstream run % (%, %): retry run % instead, it re-opens the runs it skipped',
+      retry.run_id, v_up.run_id, v_up.slug, v_up.status, v_up.run_id using errcode = 'object_not_in_prerequisite_state';
   end if;
   update etl.pipeline_runs p set status = 'running', ended_at = null
    where p.pipeline_run_id = v_run.pipeline_run_id;
@@ -171,7 +181,9 @@ end;
 $$;
 comment on function etl.retry(bigint, text) is
   'Retries a failed, cancelled or skipped run with a fresh attempt budget (attempt numbers continue), '
-  'and re-opens its skipped descendants. Audited; returns the number of runs re-opened.';
+  'and re-opens its skipped descendants. Refused (55000, naming the run to retry) when a parent in its '
+  'pipeline run ended without success: the run would wait for good. Audited; returns the number of '
+  'runs re-opened.';
 
 create or replace function etl.retry_pipeline(pipeline_run_id bigint, reason text)
 returns integer
