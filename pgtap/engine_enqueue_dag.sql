@@ -4,7 +4,7 @@
 -- waits across pipeline runs, full-refresh approval, audit and run_events).
 
 BEGIN;
-SELECT plan(68);
+SELECT plan(71);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -190,6 +190,9 @@ SELECT is((SELECT dependency_snapshot FROM etl.pipeline_runs WHERE pipeline_run_
 
 -- ---------------------------------------------------------------- waiting for a parent outside the pipeline run
 SELECT etl_test.park();
+-- (The runs of ed_a parked above would count as its newer runs under way: out of the way.)
+SELECT count(etl.cancel(r.run_id, 'out of the way')) FROM etl.runs r JOIN etl.jobs j USING (job_id)
+ WHERE j.slug = 'ed_a' AND r.status IN ('queued', 'running');
 CREATE TEMP TABLE ed_alone AS SELECT etl.run_job('ed_b', reason => 'alone') AS run_id;
 SELECT is(etl_test.status((SELECT run_id FROM ed_alone)), 'pending',
     'a job run alone whose parent never succeeded stays pending');
@@ -201,6 +204,15 @@ SELECT is(etl_test.status((SELECT run_id FROM ed_alone)), 'queued',
     'the waiting run becomes queued when the parent''s run in another pipeline succeeds');
 SELECT ok(EXISTS (SELECT 1 FROM etl.run_events WHERE run_id = (SELECT run_id FROM ed_alone) AND to_status = 'queued'),
     'the release wrote its pending -> queued event');
+SELECT etl_test.park();
+CREATE TEMP TABLE ed_inflight AS SELECT etl.run_job('ed_a') AS run_id;
+CREATE TEMP TABLE ed_inflight_token AS SELECT etl_test.claim_run((SELECT run_id FROM ed_inflight)) AS token;
+CREATE TEMP TABLE ed_alone2 AS SELECT etl.run_job('ed_b', reason => 'alone again') AS run_id;
+SELECT is(etl_test.status((SELECT run_id FROM ed_alone2)), 'pending',
+    'a job run alone waits while a newer run of its parent is running, though an earlier one succeeded');
+SELECT is(etl.finish((SELECT run_id FROM ed_inflight), (SELECT token FROM ed_inflight_token), '{"status": "success"}'),
+    'success', 'the parent''s newer run succeeds');
+SELECT is(etl_test.status((SELECT run_id FROM ed_alone2)), 'queued', 'and that success releases the waiting run');
 
 SELECT etl_test.make_job('ed_wp'); SELECT etl_test.make_job('ed_wc');
 SELECT etl_test.dep('ed_wp', 'ed_wc');

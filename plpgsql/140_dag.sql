@@ -43,7 +43,9 @@ language sql
 stable
 set search_path = ''
 as $$
-  -- The latest finished run is a success (or partial success): no failure ended after it.
+  -- The latest finished run is a success (or partial success): no failure ended after it, and no
+  -- newer run is under way (its data is on the way: the child waits for it, and its success
+  -- releases the child).
   select exists (
     select 1
       from (select max(r.ended_at) as at from etl.runs r
@@ -51,10 +53,13 @@ as $$
      where s.at is not null
        and not exists (select 1 from etl.runs f
                         where f.job_id = p_job_id and f.status in ('failed', 'cancelled', 'skipped')
-                          and f.ended_at > s.at))
+                          and f.ended_at > s.at)
+       and not exists (select 1 from etl.runs q
+                        where q.job_id = p_job_id and q.status in ('queued', 'running')))
 $$;
 comment on function etl._latest_run_succeeded(bigint) is
-  'Seed 000''s "latest success per parent": true when the job''s most recent finished run succeeded.';
+  'Seed 000''s "latest success per parent": true when the job''s most recent finished run succeeded '
+  'and no newer run of it is queued or running.';
 
 -- Caller holds the run's row lock (FOR UPDATE), so concurrent parents cannot both miss the release.
 create or replace function etl._try_release(p_run_id bigint)
