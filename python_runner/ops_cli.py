@@ -27,6 +27,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from .db import connect
+from .redact import redact
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_TIMEOUT = 0, 1, 2, 3, 124
 FINAL_STATUSES = ("success", "partial_success", "failed", "skipped", "cancelled")
@@ -576,7 +577,7 @@ def run_cmd(job, params, params_file, dry_run, reason, downstream, wait, timeout
         run = conn.execute("select pipeline_run_id, status, params from etl.runs where run_id = %s",
                            (run_id,)).fetchone()
         out = {"run_id": run_id, "pipeline_run_id": run["pipeline_run_id"], "status": run["status"],
-               "params": run["params"]}
+               "params": redact(run["params"])[0]}
         if not as_json:
             click.echo(f"run {run_id} (pipeline run {run['pipeline_run_id']}): {job} {run['status']}")
             if request_approval:
@@ -684,6 +685,9 @@ def runs_show(run_id: int, as_json: bool) -> None:
         awaiting_approval = conn.execute(
             "select status = 'awaiting_approval' as a from etl.pipeline_runs where pipeline_run_id = %s",
             (run["pipeline_run_id"],)).fetchone()["a"]
+    # Parameters are shown as logs are: secret-named keys and e-mail addresses redacted.
+    run = {**run, "params": redact(run["params"])[0]}
+    items = [{**i, "params": redact(i["params"])[0]} for i in items]
     if as_json:
         echo_json({"run": {**run, **extra}, "awaiting_approval": awaiting_approval, "events": events,
                    "attempts": attempts, "items": items, "refreshes": refreshes, "group": group})

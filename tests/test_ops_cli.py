@@ -575,3 +575,16 @@ def test_logs_show_the_attempt_of_each_line(cli, diamond):
 def test_logs_usage_names_the_argument_run(cli):
     usage = cli("logs", "--help").output.splitlines()[0]
     assert usage.endswith("logs [OPTIONS] RUN"), usage
+
+
+def test_runs_show_redacts_secret_parameters(cli, diamond):
+    diamond.execute("""insert into etl.job_parameters (job_id, name, data_type)
+                       select job_id, 'db_password', 'string' from etl.jobs where slug = 'a'""")
+    res = cli("run", "a", "-p", "db_password=hunter2", "-p", "country=FR", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["params"]["db_password"] == "[REDACTED]" and out["params"]["country"] == "FR"
+    shown = cli("runs", "show", str(out["run_id"]))
+    assert shown.exit_code == 0 and "[REDACTED]" in shown.output and "hunter2" not in shown.output
+    as_json = json.loads(cli("runs", "show", str(out["run_id"]), "--json").output)
+    assert as_json["run"]["params"] == {"country": "FR", "db_password": "[REDACTED]"}
