@@ -681,6 +681,11 @@ def runs_show(run_id: int, as_json: bool) -> None:
              where r.run_id = %s""", (run_id,)).fetchone()
         extra = conn.execute("select sql_executed, rows_affected, items_total, items_succeeded, items_failed, "
                              "items_duplicate from etl.runs where run_id = %s", (run_id,)).fetchone()
+        # What the job's definition says it reads and writes (etl apply, from its SQL with pglast).
+        job_lineage = conn.execute("""
+            select access, array_agg(relation order by relation) as relations
+              from etl.job_lineage where job_id = %s group by access order by access""",
+                                   (run["job_id"],)).fetchall()
         # A full refresh requested with --request-approval: its runs stay pending until `etl approve`.
         awaiting_approval = conn.execute(
             "select status = 'awaiting_approval' as a from etl.pipeline_runs where pipeline_run_id = %s",
@@ -689,7 +694,8 @@ def runs_show(run_id: int, as_json: bool) -> None:
     run = {**run, "params": redact(run["params"])[0]}
     items = [{**i, "params": redact(i["params"])[0]} for i in items]
     if as_json:
-        echo_json({"run": {**run, **extra}, "awaiting_approval": awaiting_approval, "events": events,
+        echo_json({"run": {**run, **extra}, "job_lineage": {r["access"]: r["relations"] for r in job_lineage},
+                   "awaiting_approval": awaiting_approval, "events": events,
                    "attempts": attempts, "items": items, "refreshes": refreshes, "group": group})
         return
     click.echo(f"run {run['run_id']}: {run['job']} {run['status']}"
@@ -734,7 +740,10 @@ def runs_show(run_id: int, as_json: bool) -> None:
         echo_table(refreshes, [("sequence", "SEQ"), ("view", "VIEW"), ("was_concurrent", "CONCURRENTLY"),
                                ("status", "STATUS"), ("duration_ms", "DURATION"), ("error_message", "ERROR")],
                    {"duration_ms": fmt_ms, "error_message": excerpt}, indent="  ")
-    click.echo("lineage: " + (json.dumps(run["lineage"], default=_jsonable) if run["lineage"] else "-"))
+    click.echo("lineage: " + (json.dumps(run["lineage"], default=_jsonable) if run["lineage"] else
+                              "-" if not job_lineage else
+                              "; ".join(f"{'reads' if r['access'] == 'read' else 'writes'} {', '.join(r['relations'])}"
+                                        for r in job_lineage) + " (the job's definition)"))
     click.echo("metrics: " + (json.dumps(run["metrics"], default=_jsonable) if run["metrics"] else "-"))
 
 

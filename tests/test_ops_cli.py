@@ -588,3 +588,17 @@ def test_runs_show_redacts_secret_parameters(cli, diamond):
     assert shown.exit_code == 0 and "[REDACTED]" in shown.output and "hunter2" not in shown.output
     as_json = json.loads(cli("runs", "show", str(out["run_id"]), "--json").output)
     assert as_json["run"]["params"] == {"country": "FR", "db_password": "[REDACTED]"}
+
+
+def test_runs_show_gives_the_jobs_lineage_when_the_run_reported_none(cli, diamond):
+    diamond.execute("""insert into etl.job_lineage (job_id, relation, access)
+                       select job_id, rel, acc from etl.jobs,
+                              (values ('bronze.orders', 'read'), ('bronze.customers', 'read'),
+                                      ('silver.orders', 'write')) v(rel, acc)
+                        where slug = 'a'""")
+    run_id = json.loads(cli("run", "a", "--json").output)["run_id"]
+    shown = cli("runs", "show", str(run_id))
+    assert shown.exit_code == 0, shown.output
+    assert "lineage: reads bronze.customers, bronze.orders; writes silver.orders (the job's definition)" in shown.output
+    as_json = json.loads(cli("runs", "show", str(run_id), "--json").output)
+    assert as_json["job_lineage"] == {"read": ["bronze.customers", "bronze.orders"], "write": ["silver.orders"]}
