@@ -8,9 +8,10 @@ The YAML format is documented in python_runner/definitions.py. The command
    any error: every error printed, exit 2, nothing written;
 3. computes and prints the plan: ``+ create``, ``~ update (changed fields: ...)``,
    ``- remove`` (--prune: jobs in the database missing from the files are disabled, never
-   deleted) and ``= N unchanged``;
-4. unless --dry-run, applies it idempotently (upsert by slug; tags, parameters, dependencies
-   among the applied jobs, the active schedule, refresh links and group members replaced), writes
+   deleted; refused when the files define no jobs at all) and ``= N unchanged``;
+4. unless --dry-run, applies it idempotently (upsert by slug; tags, parameters, each applied
+   job's parents (exactly its depends_on, whether a parent is in the files or only in the
+   database), the active schedule, refresh links and group members replaced), writes
    one etl.audit_log row (action apply, target_type definition) and commits. Nothing changed:
    nothing is written (updated_at untouched, no audit row).
 
@@ -92,6 +93,23 @@ def _uniq(xs: list[str]) -> list[str]:
     return out
 
 
+def _sql_routine_order(job_work: dict[str, dict], held_by: dict[str, str]) -> list[str]:
+    """The jobs to write, each after the job that now holds the SQL routine it takes over: the
+    unique index job_sql_routine_unique is checked per row (validation refused swaps)."""
+    order: list[str] = []
+    placed: set[str] = set()
+    for slug in job_work:
+        chain, cur = [], slug
+        while cur in job_work and cur not in placed and cur not in chain:
+            chain.append(cur)
+            cols = job_work[cur]["job"].columns
+            cur = held_by.get(cols["target"]) if cols["kind"] == "sql" else None
+        for s in reversed(chain):
+            placed.add(s)
+            order.append(s)
+    return order
+
+
 def compute_plan(conn: psycopg.Connection, defs: d.Definitions, prune: bool) -> Plan:
     plan = Plan()
     db_jobs = {r["slug"]: r for r in conn.execute(
@@ -156,7 +174,8 @@ def compute_plan(conn: psycopg.Connection, defs: d.Definitions, prune: bool) -> 
         w = {"job": j,
              "columns": True, "tags": True, "params": True, "sched": True, "refresh": True,
              "add_parents": sorted(want_parents - have_parents),
-             "drop_parents": sorted((have_parents & file_jobs) - want_parents)}
+             # declarative: the child's depends_on is all its parents, also those defined elsewhere
+             "drop_parents": sorted(have_parents - want_parents)}
         if cur is None:
             plan.changes.append(Change("+", "job", j.slug))
             job_work[j.slug] = w
@@ -199,6 +218,9 @@ def compute_plan(conn: psycopg.Connection, defs: d.Definitions, prune: bool) -> 
             group_work.append(g)
         else:
             plan.unchanged += 1
+
+    held_by = {cur["target"]: slug for slug, cur in db_jobs.items() if cur["kind"] == "sql"}
+    job_work = {slug: job_work[slug] for slug in _sql_routine_order(job_work, held_by)}
 
     prune_work: list[str] = []
     if prune:
@@ -325,6 +347,9 @@ def _add_lineage_changes(conn: psycopg.Connection, plan: Plan, report: lineage_c
 
 def run_apply(path: str, dry_run: bool, prune: bool, strict: bool, echo=click.echo) -> int:
     defs = d.load(path)
+    if prune and not defs.declared:
+        defs.errors.append(f"{path}: --prune: the files define no jobs, so it would disable every enabled "
+                           "job in the database; refused (apply the files that define the jobs to keep)")
     with connect() as conn:
         with conn.transaction():
             conn.execute("select pg_advisory_xact_lock(hashtext('etl apply'))")

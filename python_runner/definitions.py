@@ -9,15 +9,15 @@ recursive). Each file is a mapping with the optional top-level keys ``jobs:`` (l
         name: Silver orders            # default: slug
         description: ...
         kind: sql                      # python | sql (required)
-        target: silver.load_orders     # python: module:function, sql: schema.routine (required)
+        target: silver.load_orders     # python: module:function, sql: schema.routine (required; one job per routine)
         sql_file: sql/load_orders.sql  # optional (sql jobs): checked with pglast, path relative to the YAML file
         layer: silver                  # bronze | silver | gold
         role: fact                     # dimension | fact
         domain: sales
         enabled: true                  # default true
-        priority: 5                    # default 0, >= 0
+        priority: 5                    # default 0, 0..2147483647 (as concurrency.limit, item_concurrency)
         tags: [sales, daily]
-        depends_on: [bronze_orders]    # parents by slug (in the files, or already in the database)
+        depends_on: [bronze_orders]    # all the parents by slug (in the files, or already in the database)
         retry: {max_attempts: 3, backoff_base: 1s, backoff_factor: 2, backoff_cap: 5m,
                 jitter: full, max_elapsed: 1h}      # jitter: full | equal | none; max_elapsed may be null
         timeout: 30m                   # default 1h
@@ -26,7 +26,7 @@ recursive). Each file is a mapping with the optional top-level keys ``jobs:`` (l
         parameters:                    # name: {type, required, default, allowed, mode, description}
           country: {type: string, required: true, allowed: [DE, FR]}
           since: {type: date, mode: incremental, default: "2024-01-01"}
-        items: {static: [{region: eu}, {region: us}]}   # or {sql: "..."} or {callable: "mod:fn"}
+        items: {static: [{region: eu}, {region: us}]}   # or {sql: "select ..."} or {callable: "mod:fn"}
         item_concurrency: 2
         allow_partial_success: false
         incremental: {strategy: modified_date, lookback: 1h, tiebreak_key: id}   # or last_run
@@ -43,19 +43,27 @@ recursive). Each file is a mapping with the optional top-level keys ``jobs:`` (l
 
 Parameter types: string, integer, number, boolean, date, timestamp, object, array; modes: all
 (default), incremental, full. ``supports_params`` is set when a job has ``items`` or parameters.
-Durations are strings ``<n>ms|s|m|h|d`` (500ms, 30s, 5m, 2h, 1d), stored as intervals. The
-definition is declarative: a key left out takes its default on apply.
+``schedule.params`` are checked against the parameters as the engine checks a scheduled
+(incremental) run's: unknown names, types, allowed values; ``items.static`` entries likewise when
+the job declares parameters. ``items.sql`` must be one SELECT (it runs as a subquery).
+Durations are strings ``<n>ms|s|m|h|d`` (500ms, 30s, 5m, 2h, 1d), at most 999999999d, stored as
+intervals. Numbers must be finite (no .nan/.inf). A mapping key given twice is an error. The
+definition is declarative: a key left out takes its default on apply, and a job's depends_on
+replaces all its parents, also those only in the database.
 
 Validation collects every error before anything is written, each as
-``<file>: job <slug>: <field>: <message>``. Static checks (keys, types, enums, durations,
-parameter specs, targets, duplicate slugs, sql_file syntax via pglast) are done by `load`;
+``<file>: job <slug>: <field>: <message>``. Static checks (duplicate keys, keys, types, enums,
+durations, integer ranges, parameter specs and the values checked against them, targets,
+duplicate slugs and SQL routines, sql_file and items.sql syntax via pglast) are done by `load`;
 checks needing the database (unknown depends_on slugs, dependency cycles together with the
-database's edges, cron expressions and time zones via etl.cron_next) by `validate_against_db`.
+database's edges, SQL routines held by other jobs, cron expressions and time zones via
+etl.cron_next) by `validate_against_db`. A file that defines nothing is a warning.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -72,6 +80,8 @@ PY_TARGET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 IDENT_RE = re.compile(r"^[a-z_][a-z0-9_$]*$")
 DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 DURATION_HINT = "use 500ms, 30s, 5m, 2h, 1d"
+# integer columns of etl.jobs and etl.job_refresh_targets (deploy/catalog.sql) are 4-byte
+INT4_MAX = 2**31 - 1
 _UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 TOP_KEYS = ("jobs", "groups", "refresh_targets")
@@ -162,13 +172,20 @@ class Definitions:
 
 
 def parse_duration(value: Any) -> _dt.timedelta | None:
-    """'500ms', '30s', '5m', '2h', '1d' -> timedelta; None when not a duration."""
+    """'500ms', '30s', '5m', '2h', '1d' -> timedelta; None when not a duration.
+
+    Raises OverflowError beyond timedelta.max (999999999 days): the interval columns are read
+    back as timedeltas, so a longer one could be stored but never planned against again."""
     if not isinstance(value, str):
         return None
     m = DURATION_RE.match(value.strip())
     if not m:
         return None
-    return _dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        amount = int(m.group(1))
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+        raise OverflowError(m.group(1)) from None
+    return _dt.timedelta(**{_UNITS[m.group(2)]: amount})
 
 
 def jsonable(value: Any) -> Any:
@@ -241,12 +258,19 @@ class _Ctx:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 self.error(where, f"must be a number, got {_show(v)}")
                 return MISSING
+            if not math.isfinite(v):  # .nan/.inf: never equal to what is stored, or not storable
+                self.error(where, f"must be a finite number, got {_show(v)}")
+                return MISSING
         elif kind == "bool":
             if not isinstance(v, bool):
                 self.error(where, f"must be true or false, got {_show(v)}")
                 return MISSING
         elif kind == "duration":
-            d = parse_duration(v)
+            try:
+                d = parse_duration(v)
+            except OverflowError:
+                self.error(where, f"{_show(v)} is too long (at most 999999999d)")
+                return MISSING
             if d is None:
                 self.error(where, f"{_show(v)} is not a duration ({DURATION_HINT})")
                 return MISSING
@@ -268,7 +292,8 @@ class _Ctx:
             self.error(where, f"must be >= {minimum}, got {v}")
             return MISSING
         if maximum is not None and v > maximum:
-            self.error(where, f"must be <= {maximum}, got {v}")
+            why = " (the largest value its integer column holds)" if maximum == INT4_MAX else ""
+            self.error(where, f"must be <= {maximum}{why}, got {v}")
             return MISSING
         return v
 
@@ -313,16 +338,108 @@ def _type_matches(ptype: str, value: Any) -> bool:
     return False
 
 
-def _check_sql_file(ctx: _Ctx, yaml_path: Path, rel: Any) -> None:
-    if not isinstance(rel, str) or not rel.strip():
-        ctx.error("sql_file", f"must be a path string, got {_show(rel)}")
-        return
-    path = (yaml_path.parent / rel)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        ctx.error("sql_file", f"{path}: cannot read ({exc.strerror or exc})")
-        return
+def _show_yaml(value: Any) -> str:
+    """A value as written in the YAML: a date PyYAML built from an unquoted scalar without quotes."""
+    return value.isoformat() if isinstance(value, _dt.date) else _show(jsonable(value))
+
+
+def _quote_hint(ptype: str, value: Any) -> str:
+    """Why a string parameter got a non-string: YAML typed an unquoted scalar (2024-01-01, NO, 5)."""
+    if ptype != "string":
+        return ""
+    if isinstance(value, bool):
+        return " (YAML reads an unquoted yes/no/on/off/true/false as a boolean: put the value in quotes)"
+    if isinstance(value, _dt.datetime):
+        return " (YAML reads an unquoted date and time as a timestamp: put the value in quotes)"
+    if isinstance(value, _dt.date):
+        return f' (YAML reads an unquoted {value.isoformat()} as a date: write "{value.isoformat()}")'
+    if isinstance(value, (int, float)):
+        return " (YAML reads an unquoted number as a number: put the value in quotes)"
+    return ""
+
+
+def _engine_accepts(ptype: str, value: Any) -> bool:
+    """etl._validate_params's type check (plpgsql/120_params.sql) of a JSON value (after jsonable)."""
+    if ptype == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
+    if ptype == "date":
+        if not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
+            return False
+        try:
+            _dt.date.fromisoformat(value)
+            return True
+        except ValueError:
+            return False
+    if ptype == "timestamp":
+        return isinstance(value, str) and re.match(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", value) is not None
+    return _type_matches(ptype, value)
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1 (Python says it is), 1 is 1.0."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
+def _scalars(value: Any, path: str):
+    """Every scalar inside value, mapping keys included, with its path (a.b[0])."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            child = f"{path}.{k}" if path else str(k)
+            yield child, k
+            yield from _scalars(v, child)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _scalars(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def _check_finite(ctx: _Ctx, value: Any, path: str) -> bool:
+    """No NaN or infinity inside a value stored as JSON (JSON has neither)."""
+    found = next(((p, v) for p, v in _scalars(value, path) if isinstance(v, float) and not math.isfinite(v)), None)
+    if found:
+        ctx.error(found[0], f"must be a finite number (JSON has no NaN or Infinity), got {found[1]}")
+    return found is None
+
+
+def _check_param_values(ctx: _Ctx, path: str, values: dict, params: list[dict], modes: tuple[str, ...]) -> None:
+    """Parameter values fixed in a definition (schedule.params, items.static entries) checked as
+    etl._validate_params checks a run's: unknown names, types and allowed values, in each mode
+    they run in (a mode-specific declaration wins over mode all)."""
+    known = sorted({p["name"] for p in params})
+    for name, value in values.items():
+        where = f"{path}.{name}"
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+            hint = f' (did you mean "{close[0]}"?)' if close else f" (known: {', '.join(known) or 'none'})"
+            ctx.error(where, f"unknown parameter {_show(name)}{hint}")
+            continue
+        if value is None:  # null is an omitted parameter
+            continue
+        specs = []
+        for mode in modes:
+            spec = next((p for p in params if p["name"] == name and p["mode"] == mode),
+                        next((p for p in params if p["name"] == name and p["mode"] == "all"), None))
+            if spec is not None and spec not in specs:
+                specs.append(spec)
+        shown = jsonable(value)
+        for spec in specs:
+            if not _engine_accepts(spec["data_type"], shown):
+                ctx.error(where, f"{_show_yaml(value)} is not of type {spec['data_type']}"
+                                 f"{_quote_hint(spec['data_type'], value)}")
+                break
+            allowed = spec["allowed_values"]
+            if allowed is not None and not any(_json_equal(shown, a) for a in allowed):
+                ctx.error(where, f"{_show(shown)} is not one of the allowed values "
+                                 f"{', '.join(map(_show, allowed))}")
+                break
+
+
+def _sql_syntax_error(text: str) -> str | None:
+    """pglast's syntax error in text, with the line and column, or None."""
     import pglast
     try:
         pglast.parse_sql(text)
@@ -333,7 +450,46 @@ def _check_sql_file(ctx: _Ctx, yaml_path: Path, rel: Any) -> None:
             line = text.count("\n", 0, pos) + 1
             col = pos - (text.rfind("\n", 0, pos) + 1) + 1
             where = f" (line {line}, column {col})"
-        ctx.error("sql_file", f"{path}: SQL syntax error: {msg}{where}")
+        return f"SQL syntax error: {msg}{where}"
+    return None
+
+
+def _check_items_sql(ctx: _Ctx, query: str) -> None:
+    """items.sql runs as `select ... from (<query>) q` (etl._materialize_items): one SELECT that
+    parses there too (a trailing semicolon or -- comment breaks the wrapping)."""
+    import pglast
+    problem = _sql_syntax_error(query)
+    if problem:
+        ctx.error("items.sql", problem)
+        return
+    stmts = pglast.parse_sql(query)
+    if len(stmts) != 1 or type(stmts[0].stmt).__name__ != "SelectStmt":
+        got = ", ".join(type(s.stmt).__name__ for s in stmts) or "nothing"
+        ctx.error("items.sql", f"must be one SELECT query (it runs as a subquery), got {got}")
+        return
+    wrapped = f"select coalesce(jsonb_agg(to_jsonb(q)), '[]') from ({query}) q"
+    if _sql_syntax_error(wrapped):
+        ctx.error("items.sql", "does not work as the subquery the engine runs it as "
+                               "(select ... from (<items.sql>) q): drop a trailing semicolon, "
+                               "-- comment or INTO")
+
+
+def _check_sql_file(ctx: _Ctx, yaml_path: Path, rel: Any) -> None:
+    if not isinstance(rel, str) or not rel.strip():
+        ctx.error("sql_file", f"must be a path string, got {_show(rel)}")
+        return
+    path = (yaml_path.parent / rel)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        ctx.error("sql_file", f"{path}: cannot read ({exc.strerror or exc})")
+        return
+    except UnicodeDecodeError as exc:
+        ctx.error("sql_file", f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")
+        return
+    problem = _sql_syntax_error(text)
+    if problem:
+        ctx.error("sql_file", f"{path}: {problem}")
 
 
 def _load_job(defs: Definitions, file: str, yaml_path: Path, raw: Any, index: int) -> JobDef | None:
@@ -357,8 +513,10 @@ def _load_job(defs: Definitions, file: str, yaml_path: Path, raw: Any, index: in
         if kind == "sql" and not SQL_TARGET_RE.match(target):
             c.error("target", f"{_show(target)} is not a qualified routine name schema.routine "
                               "(lower case, e.g. silver.load_orders)")
+            cols["target"] = MISSING  # keeps the job out of defs.jobs: later checks split schema.routine
         if kind == "python" and not PY_TARGET_RE.match(target):
             c.error("target", f"{_show(target)} is not a python callable module:function")
+            cols["target"] = MISSING
     if "sql_file" in raw:
         if _ok(kind) and kind != "sql":
             c.error("sql_file", "only sql jobs take a sql_file")
@@ -367,7 +525,7 @@ def _load_job(defs: Definitions, file: str, yaml_path: Path, raw: Any, index: in
     cols["role"] = c.get(raw, "role", "str", "", enum=("dimension", "fact"), nullable=True)
     cols["domain"] = c.get(raw, "domain", "str", "", nullable=True)
     cols["enabled"] = c.get(raw, "enabled", "bool", "", default=True)
-    cols["priority"] = c.get(raw, "priority", "int", "", default=0, minimum=0)
+    cols["priority"] = c.get(raw, "priority", "int", "", default=0, minimum=0, maximum=INT4_MAX)
 
     retry = c.mapping(raw.get("retry"), "retry") or {}
     c.keys(retry, RETRY_KEYS, "retry")
@@ -396,9 +554,11 @@ def _load_job(defs: Definitions, file: str, yaml_path: Path, raw: Any, index: in
     ckey = cols["concurrency_key"] = c.get(conc, "key", "str", "concurrency", nullable=True)
     if _ok(ckey) and ckey is not None and (not ckey or "#" in ckey):
         c.error("concurrency.key", f"{_show(ckey)} must be non-empty and contain no '#'")
-    cols["concurrency_limit"] = c.get(conc, "limit", "int", "concurrency", default=1, minimum=1)
+    cols["concurrency_limit"] = c.get(conc, "limit", "int", "concurrency", default=1, minimum=1,
+                                      maximum=INT4_MAX)
 
     params: list[dict] = []
+    errors_before_params = len(defs.errors)
     praw = c.mapping(raw.get("parameters"), "parameters") or {}
     for pname, spec in praw.items():
         ppath = f"parameters.{pname}"
@@ -416,21 +576,28 @@ def _load_job(defs: Definitions, file: str, yaml_path: Path, raw: Any, index: in
         desc = c.get(spec, "description", "str", ppath, nullable=True)
         allowed = c.get(spec, "allowed", "list", ppath, nullable=True)
         default = spec.get("default")
+        if allowed not in (None, MISSING) and not _check_finite(c, allowed, f"{ppath}.allowed"):
+            allowed = MISSING
         if _ok(ptype) and allowed not in (None, MISSING):
             for v in allowed:
                 if not _type_matches(ptype, v):
-                    c.error(f"{ppath}.allowed", f"value {_show(v)} is not of type {ptype}")
+                    c.error(f"{ppath}.allowed", f"value {_show(v)} is not of type {ptype}{_quote_hint(ptype, v)}")
+        if default is not None and not _check_finite(c, default, f"{ppath}.default"):
+            default = None
         if default is not None:
             if _ok(required) and required:
                 c.error(f"{ppath}.default", "a required parameter takes no default (required and default conflict)")
             if _ok(ptype) and not _type_matches(ptype, default):
-                c.error(f"{ppath}.default", f"{_show(jsonable(default))} does not match type {ptype}")
+                c.error(f"{ppath}.default",
+                        f"{_show_yaml(default)} does not match type {ptype}{_quote_hint(ptype, default)}")
             elif allowed not in (None, MISSING) and jsonable(default) not in jsonable(allowed):
                 c.error(f"{ppath}.default", f"{_show(jsonable(default))} is not among the allowed values")
         if _ok(ptype, required, mode, desc, allowed):
             params.append({"name": pname, "mode": mode, "data_type": ptype, "required": required,
                            "default_value": jsonable(default),
                            "allowed_values": jsonable(allowed), "description": desc})
+    # values fixed elsewhere in the definition are checked against a schema only when it is whole
+    params_complete = len(defs.errors) == errors_before_params
 
     items = c.mapping(raw.get("items"), "items")
     cols["items_source"] = None
@@ -448,10 +615,21 @@ def _load_job(defs: Definitions, file: str, yaml_path: Path, raw: Any, index: in
                 c.error("items.sql", "must be a non-empty SQL string")
             elif k == "callable" and not (isinstance(v, str) and PY_TARGET_RE.match(v)):
                 c.error("items.callable", f"{_show(v)} is not a python callable module:function")
+            elif k == "static" and not _check_finite(c, v, "items.static"):
+                cols["items_source"] = MISSING
             else:
+                if k == "sql":
+                    _check_items_sql(c, v)
                 cols["items_source"] = {k: jsonable(v)}
+            # an item's parameters are the run's with the item's on top: checked when the job
+            # declares a schema (the engine itself does not check items)
+            if k == "static" and params and params_complete and _ok(cols["items_source"]):
+                modes = ("incremental", "full") if raw.get("allow_full_refresh") is True else ("incremental",)
+                for i, item in enumerate(v):
+                    if isinstance(item, dict):
+                        _check_param_values(c, f"items.static[{i}]", item, params, modes)
     cols["supports_params"] = bool(items is not None or params)
-    cols["item_concurrency"] = c.get(raw, "item_concurrency", "int", "", default=1, minimum=1)
+    cols["item_concurrency"] = c.get(raw, "item_concurrency", "int", "", default=1, minimum=1, maximum=INT4_MAX)
     cols["allow_partial_success"] = c.get(raw, "allow_partial_success", "bool", "", default=False)
 
     incr = c.mapping(raw.get("incremental"), "incremental")
@@ -468,6 +646,8 @@ def _load_job(defs: Definitions, file: str, yaml_path: Path, raw: Any, index: in
     cols["allow_full_refresh"] = c.get(raw, "allow_full_refresh", "bool", "", default=False)
     cols["upstream_wait_limit"] = c.get(raw, "upstream_wait_limit", "duration", "", nullable=True)
     config = c.get(raw, "config", "dict", "", default={}, nullable=True)
+    if config not in (None, MISSING) and not _check_finite(c, config, "config"):
+        config = MISSING
     cols["config"] = jsonable(config) if config not in (None, MISSING) else ({} if config is None else MISSING)
 
     tags = c.get(raw, "tags", "list", "", default=[], nullable=True) or []
@@ -499,6 +679,16 @@ def _load_job(defs: Definitions, file: str, yaml_path: Path, raw: Any, index: in
         misfire = c.get(sraw, "misfire", "str", "schedule", default="latest", enum=("catch_up", "latest"))
         overlap = c.get(sraw, "overlap", "str", "schedule", default="skip", enum=("skip", "queue_one", "queue_all"))
         sparams = c.get(sraw, "params", "dict", "schedule", default={}, nullable=True)
+        if sparams not in (None, MISSING) and not _check_finite(c, sparams, "schedule.params"):
+            sparams = MISSING
+        if sparams is not MISSING and params_complete:
+            # a schedule fires incremental runs whose parameters etl._validate_params checks
+            _check_param_values(c, "schedule.params", sparams or {}, params, ("incremental",))
+            for p in params:
+                if (p["required"] and p["mode"] in ("all", "incremental") and p["default_value"] is None
+                        and (sparams or {}).get(p["name"]) is None):
+                    defs.warnings.append(f"{file}: {label}: schedule.params: required parameter "
+                                         f"{p['name']} is not given: every scheduled run will be refused")
         downstream = c.get(sraw, "downstream", "bool", "schedule", default=False)
         sdesc = c.get(sraw, "description", "str", "schedule", nullable=True)
         if _ok(cron, tz, misfire, overlap, sparams, downstream, sdesc):
@@ -517,7 +707,7 @@ def _load_job(defs: Definitions, file: str, yaml_path: Path, raw: Any, index: in
             c.keys(link, REFRESH_LINK_KEYS, rpath)
             view = c.get(link, "view", "str", rpath, required=True)
             policy = c.get(link, "policy", "str", rpath, default="on_success", enum=("on_success", "always"))
-            seq = c.get(link, "sequence", "int", rpath, default=i + 1, minimum=1)
+            seq = c.get(link, "sequence", "int", rpath, default=i + 1, minimum=1, maximum=INT4_MAX)
             if _ok(view) and not SQL_TARGET_RE.match(view):
                 c.error(f"{rpath}.view", f"{_show(view)} is not a qualified view name schema.view")
                 continue
@@ -538,10 +728,94 @@ def _load_job(defs: Definitions, file: str, yaml_path: Path, raw: Any, index: in
                   sql_file=str(yaml_path.parent / sql_file) if isinstance(sql_file, str) and sql_file.strip() else None)
 
 
+class _DuplicateKeyLoader(yaml.SafeLoader):
+    """SafeLoader that records every mapping key given twice in one mapping: PyYAML keeps the last
+    silently, so a second `jobs:` drops a whole job list and a second `priority:` wins unseen."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.duplicates: list[tuple[int, Any, int]] = []   # (line, key, line of the first)
+        self.open_anchors: list[str | None] = []           # of the nodes being composed
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden, by design
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in first_line:
+                        self.duplicates.append((line, key, first_line[key]))
+                    else:
+                        first_line[key] = line
+                except TypeError:  # an unhashable key: PyYAML's own construct_mapping reports it
+                    pass
+        return super().construct_mapping(node, deep=deep)
+
+    def compose_node(self, parent, index):
+        # an alias inside its own anchor (&a [*a]) builds a structure that contains itself
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self.open_anchors:
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{event.anchor} inside its own anchor makes a recursive structure",
+                    event.start_mark)
+            return super().compose_node(parent, index)
+        self.open_anchors.append(event.anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.open_anchors.pop()
+
+    def construct_object(self, node, deep=False):
+        # a scalar PyYAML resolves but cannot build (2024-13-45 as a date, an int of 5000 digits)
+        # raises a bare ValueError without a line: make it a YAML error at the scalar
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as exc:
+            shown = node.value if len(str(node.value)) <= 40 else str(node.value)[:40] + "..."
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {shown!r}: {str(exc).split(';')[0]}", node.start_mark) from None
+
+
+def _parse_yaml(text: str) -> tuple[Any, list[tuple[int, Any, int]]]:
+    """The single document of text and its duplicate keys; raises yaml.YAMLError."""
+    loader = _DuplicateKeyLoader(text)
+    try:
+        return loader.get_single_data(), loader.duplicates
+    finally:
+        loader.dispose()
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".yml", ".yaml"))
     return [path]
+
+
+def _unstorable_text(value: Any) -> str | None:
+    """Why PostgreSQL cannot store a string YAML escapes produced ("\\0", "\\ud800"), or None."""
+    if not isinstance(value, str):
+        return None
+    if "\x00" in value:
+        return "contains a NUL character (\\0), which PostgreSQL text cannot hold"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains a lone surrogate (\\u{ord(exc.object[exc.start]):04x}), which is not UTF-8"
+    return None
+
+
+def _ctx_of(defs: Definitions, file: str, doc: Any, where: str) -> tuple[_Ctx, str]:
+    """For a path jobs[i].field of the document: the context naming job i, and the field."""
+    m = re.match(r"jobs\[(\d+)\]\.(.*)", where)
+    raw = doc["jobs"][int(m.group(1))] if m else None
+    slug = raw.get("slug") if isinstance(raw, dict) else None
+    if isinstance(slug, str) and slug:
+        return _Ctx(defs, file, f"job {slug}"), m.group(2)
+    return _Ctx(defs, file, ""), where
 
 
 def load(path: str | Path) -> Definitions:
@@ -554,23 +828,42 @@ def load(path: str | Path) -> Definitions:
     seen_jobs: dict[str, str] = {}
     seen_groups: dict[str, str] = {}
     seen_targets: dict[tuple[str, str], str] = {}
+    seen_routines: dict[str, tuple[str, str]] = {}   # sql target -> (file, slug)
     for fp in files:
         file = str(fp)
         defs.files.append(file)
         top = _Ctx(defs, file, "")
         try:
-            doc = yaml.safe_load(fp.read_text(encoding="utf-8"))
+            text = fp.read_text(encoding="utf-8")
         except OSError as exc:
             top.error("", f"cannot read: {exc.strerror or exc}")
             continue
+        except UnicodeDecodeError as exc:
+            top.error("", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          "job definitions are UTF-8 YAML")
+            continue
+        try:
+            doc, duplicates = _parse_yaml(text)
         except yaml.YAMLError as exc:
             top.error("", f"not valid YAML: {exc}".replace("\n", " "))
             continue
-        if doc is None:
+        except RecursionError:
+            top.error("", "not valid YAML: nested too deeply")
             continue
-        if not isinstance(doc, dict):
+        for where, v in _scalars(doc, ""):
+            problem = _unstorable_text(v)
+            if problem:
+                ctx, field_path = _ctx_of(defs, file, doc, where)
+                ctx.error(field_path, problem)
+        for line, key, first in duplicates:
+            top.error(f"line {line}", f"duplicate key {_show(key)} (first at line {first}); "
+                                      "YAML would silently keep only the last one")
+        if not isinstance(doc, (dict, type(None))):
             top.error("", "must be a mapping with jobs:, groups: and/or refresh_targets:")
             continue
+        doc = doc or {}
+        if not any(doc.get(k) for k in TOP_KEYS):
+            defs.warnings.append(f"{file}: defines nothing (no jobs, groups or refresh_targets entries)")
         top.keys(doc, TOP_KEYS, "")
         for key in TOP_KEYS:
             if doc.get(key) is not None and not isinstance(doc[key], list):
@@ -584,6 +877,15 @@ def load(path: str | Path) -> Definitions:
                     "slug", f'duplicate slug "{job.slug}" (also defined in {seen_jobs[job.slug]})')
                 continue
             seen_jobs[job.slug] = file
+            if job.columns["kind"] == "sql":  # one job per routine: index job_sql_routine_unique
+                target = job.columns["target"]
+                if target in seen_routines:
+                    other_file, other = seen_routines[target]
+                    _Ctx(defs, file, f"job {job.slug}").error(
+                        "target", f"routine {target} is already the target of job {other} (in {other_file}); "
+                                  "one job per SQL routine")
+                else:
+                    seen_routines[target] = (file, job.slug)
             defs.jobs.append(job)
         for i, raw in enumerate(doc.get("groups") or [] if isinstance(doc.get("groups"), list) else []):
             if not isinstance(raw, dict):
@@ -685,6 +987,36 @@ def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
+def _check_routines_against_db(defs: Definitions, conn) -> None:
+    """One job per SQL routine (index job_sql_routine_unique) against the database's jobs. A routine
+    a job of the files gives up in this apply is free: apply_plan writes that job first. Routines
+    changing hands in a cycle (a swap) cannot be written one row at a time: refused."""
+    held_by = {r["target"]: r["slug"] for r in conn.execute("select slug, target from etl.jobs where kind = 'sql'")}
+    wants = {j.slug: j.columns["target"] for j in defs.jobs if j.columns["kind"] == "sql"}
+    declared = {slug for _, slug, _ in defs.declared}
+    reported: set[frozenset] = set()
+    for j in defs.jobs:
+        target = wants.get(j.slug)
+        holder = held_by.get(target) if target else None
+        if holder is None or holder == j.slug:
+            continue
+        c = _Ctx(defs, j.file, f"job {j.slug}")
+        if holder not in declared:
+            c.error("target", f"routine {target} is the target of job {holder} in the database (one job per "
+                              f"SQL routine): give job {holder} another target in the files, "
+                              "or this job another routine")
+            continue
+        chain, nxt = [j.slug], holder
+        while nxt in wants and nxt not in chain and held_by.get(wants[nxt]) != nxt:
+            chain.append(nxt)
+            nxt = held_by.get(wants[nxt])
+        if nxt == j.slug and frozenset(chain) not in reported:
+            reported.add(frozenset(chain))
+            moves = ", ".join(f"{s} takes {wants[s]}" for s in chain)
+            c.error("target", f"SQL routines change hands in a cycle ({moves}): a routine has one job at "
+                              "every moment, so apply this in two steps (first give one of them another routine)")
+
+
 def validate_against_db(defs: Definitions, conn, strict: bool = False) -> None:
     """Checks that need the database (read-only): depends_on and group members naming unknown
     jobs, dependency cycles including the database's edges, cron expressions and time zones
@@ -736,6 +1068,7 @@ def validate_against_db(defs: Definitions, conn, strict: bool = False) -> None:
             if not exists:
                 problem(c, f"refresh[{i}].view",
                         f"materialized view {r['schema']}.{r['view']} does not exist in the database")
+    _check_routines_against_db(defs, conn)
     for g in defs.groups:
         c = _Ctx(defs, g.file, f"group {g.name}")
         for m in g.members:
@@ -750,12 +1083,13 @@ def validate_against_db(defs: Definitions, conn, strict: bool = False) -> None:
                 c.error("members", f"job {r['slug']} is a member of group {r['name']} in the database "
                                    "(a job belongs to one group; move it there in the files or remove it)")
 
-    # the dependency graph after apply: database edges, minus those replaced, plus the files'
+    # the dependency graph after apply: database edges, minus those replaced (a job of the files
+    # has exactly the parents of its depends_on), plus the files'
     edges: dict[str, set[str]] = {}
     for r in conn.execute("""select p.slug as parent, c.slug as child from etl.job_dependencies d
                                join etl.jobs p on p.job_id = d.parent_job_id
                                join etl.jobs c on c.job_id = d.child_job_id"""):
-        if r["child"] in file_jobs and r["parent"] in file_jobs:
+        if r["child"] in file_jobs:
             continue
         edges.setdefault(r["parent"], set()).add(r["child"])
     for j in defs.jobs:
