@@ -37,6 +37,20 @@ RUN_STATUSES = ("pending", "queued", "running") + FINAL_STATUSES
 # run_id is an identity assigned at insert, never null and never tied. Not started_at: it is null
 # until a run is claimed (skipped runs and runs cancelled before they started never get one, and
 # DESC puts nulls first). Not scheduled_at: it is the logical date, which a backfill sets in the past.
+# A job's latest runs are read as two index probes of runs_job_started_idx (job_id, started_at DESC,
+# run_id DESC), its never-started runs (newest id first) and its started ones (newest start first),
+# merged by run_id: `where job_id = $1 order by run_id desc` alone walks the primary key backwards
+# from the newest run of any job, through the whole history for a job that has not run for long.
+def latest_runs_sql(columns: str, job_id: str, n: int) -> str:
+    """A subquery: the n latest runs (see above) of the job whose id is the SQL expression job_id."""
+    return f"""(select * from (
+        (select {columns} from etl.runs r where r.job_id = {job_id} and r.started_at is null
+          order by r.run_id desc limit {n:d})
+        union all
+        (select {columns} from etl.runs r where r.job_id = {job_id} and r.started_at is not null
+          order by r.started_at desc, r.run_id desc limit {n:d})) latest
+      order by run_id desc limit {n:d})"""
+
 
 CATEGORIES = ("API", "DB", "DATA", "SYSTEM")
 
@@ -318,11 +332,7 @@ def jobs_list(enabled, tag, layer, search, last_status, sort, limit, offset, as_
                lr.run_id as last_run_id, lr.status as last_status, lr.started_at as last_started_at,
                lr.duration_ms as last_duration_ms
           from etl.jobs j
-          left join lateral (
-                select r.run_id, r.status, r.started_at, r.duration_ms from etl.runs r
-                 where r.job_id = j.job_id
-                 order by r.run_id desc              -- the latest run: see the note on RUN_STATUSES
-                 limit 1) lr on true
+          left join lateral {latest_run} lr on true       -- see the note on RUN_STATUSES
           left join etl.schedules sch on sch.job_id = j.job_id and sch.is_active
          where (%(enabled)s::boolean is null or j.enabled = %(enabled)s::boolean)
            and (%(tag)s::text is null or exists (select 1 from etl.job_tags t
@@ -332,7 +342,9 @@ def jobs_list(enabled, tag, layer, search, last_status, sort, limit, offset, as_
                 or j.description ilike %(pattern)s::text)
            and (%(last_status)s::text is null or coalesce(lr.status, 'never') = %(last_status)s::text)
          order by {order}
-         limit %(limit)s offset %(offset)s""").format(order=JOB_SORTS[sort])
+         limit %(limit)s offset %(offset)s""").format(
+        order=JOB_SORTS[sort],
+        latest_run=sql.SQL(latest_runs_sql("r.run_id, r.status, r.started_at, r.duration_ms", "j.job_id", 1)))
     with connect() as conn:
         rows = conn.execute(query, {"enabled": enabled, "tag": tag, "layer": layer, "pattern": pattern,
                                     "last_status": last_status, "limit": limit, "offset": offset}).fetchall()
@@ -390,10 +402,10 @@ def jobs_show(job: str, as_json: bool) -> None:
         children = conn.execute("""
             select c.slug, d.dependency_type from etl.job_dependencies d join etl.jobs c on c.job_id = d.child_job_id
              where d.parent_job_id = %s order by c.slug""", (jid,)).fetchall()
-        runs = conn.execute("""
-            select run_id, pipeline_run_id, status, attempt_count, started_at, ended_at, duration_ms,
-                   error_category, error_message
-              from etl.runs where job_id = %s order by run_id desc limit 5""", (jid,)).fetchall()
+        runs = conn.execute("select * from " + latest_runs_sql(
+            "r.run_id, r.pipeline_run_id, r.status, r.attempt_count, r.started_at, r.ended_at, r.duration_ms, "
+            "r.error_category, r.error_message", "%(job_id)s", 5) + " runs",
+            {"job_id": jid}).fetchall()
     retry = {k: j[k] for k in ("max_attempts", "backoff_base", "backoff_factor", "backoff_cap",
                                "backoff_jitter", "max_retry_elapsed")}
     if as_json:
