@@ -628,21 +628,33 @@ def runs() -> None:
 @handle_errors
 def runs_list(job, status, since, category, limit, offset, as_json) -> None:
     """List runs, newest (most recently created, started or not) first."""
-    with connect() as conn:
-        if job is not None:
-            _job_row(conn, job)
-        rows = conn.execute("""
-            select r.run_id, j.slug as job, r.status, r.attempt_count as attempts, r.started_at,
-                   r.duration_ms, r.error_category as category, r.error_message
-              from etl.runs r join etl.jobs j on j.job_id = r.job_id
-             where (%(job)s::text is null or j.slug = %(job)s::text)
-               and (%(status)s::text is null or r.status = %(status)s::text)
+    columns = ("r.run_id, j.slug as job, r.status, r.attempt_count as attempts, r.started_at, r.duration_ms, "
+               "r.error_category as category, r.error_message")
+    filters = """(%(status)s::text is null or r.status = %(status)s::text)
                and (%(since)s::timestamptz is null or coalesce(r.started_at, r.scheduled_at) >= %(since)s::timestamptz)
-               and (%(category)s::text is null or r.error_category = %(category)s::text)
+               and (%(category)s::text is null or r.error_category = %(category)s::text)"""
+    params = {"status": status, "since": since, "category": category.upper() if category else None,
+              "limit": limit, "offset": offset}
+    with connect() as conn:
+        if job is None:
+            query = f"""
+            select {columns} from etl.runs r join etl.jobs j on j.job_id = r.job_id
+             where {filters}
              order by r.run_id desc              -- newest created first: see the note on RUN_STATUSES
-             limit %(limit)s offset %(offset)s""",
-            {"job": job, "status": status, "since": since,
-             "category": category.upper() if category else None, "limit": limit, "offset": offset}).fetchall()
+             limit %(limit)s offset %(offset)s"""
+        else:
+            # One job's runs: the two index probes of latest_runs_sql (a job that has not run for
+            # long is not looked for through everybody's newer runs), each deep enough for the page.
+            params["job_id"] = _job_row(conn, job)["job_id"]
+            branch = f"""select {columns} from etl.runs r join etl.jobs j on j.job_id = r.job_id
+                where r.job_id = %(job_id)s and r.started_at is {{}} null and {filters}
+                order by {{}} limit %(limit)s + %(offset)s"""
+            query = f"""
+            select * from (({branch.format('', 'r.run_id desc')})
+                           union all
+                           ({branch.format('not', 'r.started_at desc, r.run_id desc')})) runs
+             order by run_id desc limit %(limit)s offset %(offset)s"""
+        rows = conn.execute(query, params).fetchall()
     if as_json:
         echo_json(rows)
         return
