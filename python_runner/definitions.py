@@ -474,18 +474,24 @@ def _check_items_sql(ctx: _Ctx, query: str) -> None:
                                "-- comment or INTO")
 
 
+def _read_utf8(path: Path) -> tuple[str, str | None]:
+    """(text, None), or ("", why the file cannot be read as UTF-8 text)."""
+    try:
+        return path.read_text(encoding="utf-8"), None
+    except OSError as exc:
+        return "", f"cannot read ({exc.strerror or exc})"
+    except UnicodeDecodeError as exc:
+        return "", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+
+
 def _check_sql_file(ctx: _Ctx, yaml_path: Path, rel: Any) -> None:
     if not isinstance(rel, str) or not rel.strip():
         ctx.error("sql_file", f"must be a path string, got {_show(rel)}")
         return
     path = (yaml_path.parent / rel)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        ctx.error("sql_file", f"{path}: cannot read ({exc.strerror or exc})")
-        return
-    except UnicodeDecodeError as exc:
-        ctx.error("sql_file", f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")
+    text, problem = _read_utf8(path)
+    if problem:
+        ctx.error("sql_file", f"{path}: {problem}")
         return
     problem = _sql_syntax_error(text)
     if problem:
@@ -833,14 +839,9 @@ def load(path: str | Path) -> Definitions:
         file = str(fp)
         defs.files.append(file)
         top = _Ctx(defs, file, "")
-        try:
-            text = fp.read_text(encoding="utf-8")
-        except OSError as exc:
-            top.error("", f"cannot read: {exc.strerror or exc}")
-            continue
-        except UnicodeDecodeError as exc:
-            top.error("", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                          "job definitions are UTF-8 YAML")
+        text, problem = _read_utf8(fp)
+        if problem:
+            top.error("", problem + ("; job definitions are UTF-8 YAML" if problem.startswith("not UTF-8") else ""))
             continue
         try:
             doc, duplicates = _parse_yaml(text)

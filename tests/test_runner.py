@@ -57,6 +57,13 @@ def add_job(conn, slug: str, target: str, kind: str = "python", **cols) -> None:
                  [slug, slug, kind, target, *cols.values()])
 
 
+def add_timed_job(conn, slug: str, target: str, **cols) -> None:
+    """A job with a number parameter `seconds` (how long runner_jobs' sleeping jobs take)."""
+    add_job(conn, slug, target, **cols)
+    conn.execute("insert into etl.job_parameters (job_id, name, data_type) "
+                 "select job_id, 'seconds', 'number' from etl.jobs where slug = %s", (slug,))
+
+
 def edge(conn, parent: str, child: str) -> None:
     conn.execute("insert into etl.job_dependencies (parent_job_id, child_job_id) "
                  "select p.job_id, c.job_id from etl.jobs p, etl.jobs c where p.slug = %s and c.slug = %s",
@@ -144,9 +151,7 @@ def test_sql_dry_run_reports_real_counts_and_changes_nothing(db, start_runner):
 
 def test_sigterm_drains_in_flight_work(db, start_runner):
     with db.connect() as c:
-        add_job(c, "slow", "runner_jobs:slow")
-        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
-                  "select job_id, 'seconds', 'number' from etl.jobs where slug = 'slow'")
+        add_timed_job(c, "slow", "runner_jobs:slow")
         run = c.execute("""select etl.run_job('slow', '{"seconds": 1.5}') as r""").fetchone()["r"]
         p = start_runner()
         wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
@@ -159,9 +164,7 @@ def test_sigterm_drains_in_flight_work(db, start_runner):
 
 def test_kill9_loses_nothing_the_lease_expires_and_another_runner_finishes(db, start_runner):
     with db.connect() as c:
-        add_job(c, "slow", "runner_jobs:slow", lease_duration="2 seconds", backoff_base="100 milliseconds")
-        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
-                  "select job_id, 'seconds', 'number' from etl.jobs where slug = 'slow'")
+        add_timed_job(c, "slow", "runner_jobs:slow", lease_duration="2 seconds", backoff_base="100 milliseconds")
         run = c.execute("""select etl.run_job('slow', '{"seconds": 3}') as r""").fetchone()["r"]
         a = start_runner(worker="runner-a")
         wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
@@ -266,9 +269,7 @@ def test_a_lost_database_connection_is_retried_not_a_crash(db, start_runner):
 
 def test_cancel_reaches_a_running_job_at_its_next_heartbeat(db, start_runner):
     with db.connect() as c:
-        add_job(c, "long", "runner_jobs:slow", lease_duration="3 seconds")
-        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
-                  "select job_id, 'seconds', 'number' from etl.jobs where slug = 'long'")
+        add_timed_job(c, "long", "runner_jobs:slow", lease_duration="3 seconds")
         run = c.execute("""select etl.run_job('long', '{"seconds": 60}') as r""").fetchone()["r"]
         start_runner()
         wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
@@ -344,9 +345,7 @@ def test_an_unexpected_exception_is_redacted_and_its_traceback_logged(db, start_
 
 def test_sigterm_exits_after_the_grace_period_even_if_a_job_ignores_cancel(db, start_runner):
     with db.connect() as c:
-        add_job(c, "deaf", "runner_jobs:deaf")
-        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
-                  "select job_id, 'seconds', 'number' from etl.jobs where slug = 'deaf'")
+        add_timed_job(c, "deaf", "runner_jobs:deaf")
         run = c.execute("""select etl.run_job('deaf', '{"seconds": 30}') as r""").fetchone()["r"]
         p = start_runner(grace=1.0)
         wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
@@ -365,9 +364,7 @@ def test_a_result_in_hand_outlives_a_long_database_outage(db, start_runner):
     """The report of a success is retried while the lease lasts, past the usual tries: the job does not
     run again. Heartbeats back off meanwhile instead of hammering the server."""
     with db.connect() as c:
-        add_job(c, "outage", "runner_jobs:sleep_then_ok", lease_duration="90 seconds")
-        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
-                  "select job_id, 'seconds', 'number' from etl.jobs where slug = 'outage'")
+        add_timed_job(c, "outage", "runner_jobs:sleep_then_ok", lease_duration="90 seconds")
         run = c.execute("""select etl.run_job('outage', '{"seconds": 1}') as r""").fetchone()["r"]
         p = start_runner(slots=1)
         wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
