@@ -284,49 +284,37 @@ def _finish_when_claimable(db, outcome: str, errors: list, stop: threading.Event
         errors.append(exc)
 
 
-def test_run_wait_success(cli, db, diamond):
+def run_while_finishing(cli, db, outcome: str, *args: str):
+    """cli(*args) while a thread plays the runner: claims the runs as they come and finishes them
+    with outcome; its errors fail the test."""
     errors: list = []
     stop = threading.Event()
-    t = threading.Thread(target=_finish_when_claimable, args=(db, SUCCESS, errors, stop), daemon=True)
+    t = threading.Thread(target=_finish_when_claimable, args=(db, outcome, errors, stop), daemon=True)
     t.start()
     try:
-        res = cli("run", "a", "--wait", "--timeout", "20")
+        return cli(*args)
     finally:
         stop.set()
         t.join(5)
-    assert not errors
+        assert not errors
+
+
+def test_run_wait_success(cli, db, diamond):
+    res = run_while_finishing(cli, db, SUCCESS, "run", "a", "--wait", "--timeout", "20")
     assert res.exit_code == 0, res.output
     assert "success" in res.output and "a " in res.output
 
 
 def test_run_wait_failure(cli, db, diamond):
     diamond.execute("update etl.jobs set max_attempts = 1 where slug = 'a'")
-    errors: list = []
-    stop = threading.Event()
     outcome = '{"status": "failed", "error_category": "DATA", "message": "bad rows", "is_transient": false}'
-    t = threading.Thread(target=_finish_when_claimable, args=(db, outcome, errors, stop), daemon=True)
-    t.start()
-    try:
-        res = cli("run", "a", "--wait", "--timeout", "20")
-    finally:
-        stop.set()
-        t.join(5)
-    assert not errors
+    res = run_while_finishing(cli, db, outcome, "run", "a", "--wait", "--timeout", "20")
     assert res.exit_code == 1, res.output
     assert "failed" in res.output
 
 
 def test_run_json_wait_prints_one_json_document(cli, db, diamond):
-    errors: list = []
-    stop = threading.Event()
-    t = threading.Thread(target=_finish_when_claimable, args=(db, SUCCESS, errors, stop), daemon=True)
-    t.start()
-    try:
-        res = cli("run", "a", "--json", "--wait", "--timeout", "20")
-    finally:
-        stop.set()
-        t.join(5)
-    assert not errors
+    res = run_while_finishing(cli, db, SUCCESS, "run", "a", "--json", "--wait", "--timeout", "20")
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)                       # the whole of stdout is one document
     assert data["status"] == "success" and data["wait"]["result"] == "success"
