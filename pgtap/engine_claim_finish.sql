@@ -3,7 +3,7 @@
 -- backoff, error classification, skips, alerts, cursors, finish_many, pipeline closure).
 
 BEGIN;
-SELECT plan(98);
+SELECT plan(99);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -195,6 +195,12 @@ UPDATE etl.jobs SET max_retry_elapsed = '2 seconds', backoff_jitter = 'none', ba
 SELECT is(etl.finish((SELECT e FROM cf_b), etl_test.claim_run((SELECT e FROM cf_b)),
                      '{"status": "failed", "error_category": "API", "http_status": 503}'), 'failed',
     'a transient failure whose retry would exceed max_retry_elapsed fails at once');
+UPDATE etl.jobs SET max_retry_elapsed = '1 hour', backoff_base = '1 second' WHERE slug = 'cf_be';
+UPDATE etl.runs SET started_at = now() - interval '1 day' WHERE run_id = (SELECT e FROM cf_b);
+SELECT etl.retry((SELECT e FROM cf_b), 'upstream fixed');
+SELECT is(etl.finish((SELECT e FROM cf_b), etl_test.claim_run((SELECT e FROM cf_b)),
+                     '{"status": "failed", "error_category": "API", "http_status": 503}'), 'queued',
+    'a manual retry gives a fresh max_retry_elapsed: counted from the retry, not the first start');
 
 -- ---------------------------------------------------------------- permanent failure, skips, alerts
 SELECT etl_test.park();

@@ -3,7 +3,7 @@
 -- policies, the lease reaper, backfill).
 
 BEGIN;
-SELECT plan(64);
+SELECT plan(70);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -47,6 +47,9 @@ SELECT ok(EXISTS (SELECT 1 FROM etl.run_events WHERE run_id = (SELECT r FROM ct_
     'a cancel_requested event is recorded');
 SELECT is(etl.finish((SELECT r FROM ct_run), etl_test.token((SELECT r FROM ct_run)), '{"status": "cancelled"}'), 'cancelled',
     'the runner reports the cancellation');
+SELECT is(etl.cancel((SELECT r FROM ct_run), 'again'), 'cancelled', 'cancel of a finished run returns its status');
+SELECT is((SELECT count(*)::int FROM etl.audit_log WHERE action = 'cancel' AND target_id = (SELECT r FROM ct_run)::text), 1,
+    'and writes no audit row: nothing happened');
 
 CREATE TEMP TABLE ct_cp AS SELECT etl.trigger_pipeline(jobs => ARRAY['ct_a'], downstream => true) AS p;
 SELECT is(etl.cancel_pipeline((SELECT p FROM ct_cp), 'all of it'), 1, 'cancel_pipeline cancels the root; its descendants were skipped by that cancel and are not counted');
@@ -115,6 +118,10 @@ SELECT is((SELECT array_agg(slot_no ORDER BY slot_no) FROM etl.run_slots WHERE N
 SELECT is((SELECT details FROM etl.audit_log WHERE action = 'set_setting' AND target_id = 'parallel_jobs'),
     '{"old": 8, "new": 3}'::jsonb, 'the change is audited with the old and new value');
 SELECT is(etl.set_setting('parallel_jobs', '5', 'bigger') ->> 'old', '3', 'a second change reports the previous value');
+SELECT is(etl.set_setting('parallel_jobs', '5.0', 'same') -> 'new', '5'::jsonb, 'a whole number written 5.0 is stored as 5');
+SELECT is((SELECT value FROM etl.settings WHERE name = 'parallel_jobs'), '5'::jsonb, 'so readers can cast it to integer');
+SELECT throws_ok($$SELECT etl.set_setting('parallel_jobs', null, 'x')$$, '22023',
+    'setting "parallel_jobs" needs a value, got null', 'a null value is refused by name');
 SELECT is((SELECT count(*)::int FROM etl.run_slots WHERE NOT retired), 5, 'and grows the slot pool');
 
 -- ---------------------------------------------------------------- next_wakeup
@@ -126,6 +133,9 @@ SELECT is(etl.next_wakeup(), (SELECT next_attempt_at FROM etl.runs WHERE run_id 
 SELECT ok(etl.next_wakeup() BETWEEN now() AND clock_timestamp(), 'which is the moment it was queued');
 UPDATE etl.runs SET next_attempt_at = now() + interval '7 minutes' WHERE run_id = (SELECT r FROM ct_w);
 SELECT is(etl.next_wakeup(), now() + interval '7 minutes', 'next_wakeup follows a later backoff');
+UPDATE etl.runs SET next_attempt_at = now() - interval '1 minute' WHERE run_id = (SELECT r FROM ct_w);
+SELECT ok(coalesce(etl.next_wakeup() > now(), true),
+    'a run already due is not a wake-up time (it waits for a slot or its key: claimed when they are freed, not polled)');
 SELECT etl.cancel((SELECT r FROM ct_w), 'done');
 
 -- ---------------------------------------------------------------- tick: schedules

@@ -4,7 +4,7 @@
 -- waits across pipeline runs, full-refresh approval, audit and run_events).
 
 BEGIN;
-SELECT plan(71);
+SELECT plan(78);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -95,8 +95,21 @@ SELECT is(etl_test.slugs(etl.trigger_pipeline(layer => 'gold')), ARRAY['ed_t1', 
     'trigger by layer selects exactly the jobs of that layer');
 SELECT throws_ok($$SELECT etl.trigger_pipeline(layer => 'platinum')$$, '22023',
     'layer must be bronze, silver or gold, got "platinum"', 'an unknown layer is rejected');
-SELECT throws_like($$SELECT etl.trigger_pipeline(tags => ARRAY['no_such_tag'])$$,
+SELECT throws_ok($$SELECT etl.trigger_pipeline(tags => ARRAY['no_such_tag'])$$, '22023',
+    'no job has the tag(s) no_such_tag', 'a tag no job carries is named');
+SELECT throws_ok($$SELECT etl.trigger_pipeline(layer => 'silver', tags => ARRAY['no_such_tag'])$$, '22023',
+    'no job has the tag(s) no_such_tag', 'an unknown tag is named beside other selectors too');
+SELECT etl_test.make_job('ed_off_tagged');
+UPDATE etl.jobs SET enabled = false WHERE slug = 'ed_off_tagged';
+INSERT INTO etl.job_tags (job_id, tag) SELECT job_id, 'ed_off_tag' FROM etl.jobs WHERE slug = 'ed_off_tagged';
+SELECT throws_like($$SELECT etl.trigger_pipeline(tags => ARRAY['ed_off_tag'])$$,
     'the selection % matches no enabled job', 'a selection that matches nothing is rejected');
+SELECT throws_ok($$SELECT etl.run_job(null)$$, '22023', 'jobs must name jobs by slug, got a null in {NULL}',
+    'run_job of a null job says so');
+SELECT ok(etl._is_iso_timestamp('2024-01-01T10:00') AND etl._is_iso_timestamp('2024-01-01 10:00:00.5+02:00')
+          AND etl._is_iso_timestamp('2024-01-01T10:00:00Z'), 'ISO timestamps are timestamps');
+SELECT ok(NOT etl._is_iso_timestamp('2024-13-45 99:99') AND NOT etl._is_iso_timestamp('2024-01-01T10:00garbage')
+          AND NOT etl._is_iso_timestamp('2024-01-01T25:00'), 'impossible instants and trailing text are not');
 
 SELECT etl_test.make_job('ed_a'); SELECT etl_test.make_job('ed_b');
 SELECT etl_test.make_job('ed_c'); SELECT etl_test.make_job('ed_d');
@@ -213,6 +226,10 @@ SELECT is(etl_test.status((SELECT run_id FROM ed_alone2)), 'pending',
 SELECT is(etl.finish((SELECT run_id FROM ed_inflight), (SELECT token FROM ed_inflight_token), '{"status": "success"}'),
     'success', 'the parent''s newer run succeeds');
 SELECT is(etl_test.status((SELECT run_id FROM ed_alone2)), 'queued', 'and that success releases the waiting run');
+SELECT etl_test.make_job('ed_dp'); SELECT etl_test.make_job('ed_dc');
+SELECT etl_test.dep('ed_dp', 'ed_dc');
+SELECT is(etl_test.succeed(etl.run_job('ed_dp', dry_run => true)), 'success', 'a dry run of the parent succeeds');
+SELECT is(etl_test.status(etl.run_job('ed_dc')), 'pending', 'but is no upstream success: it changed no data');
 
 SELECT etl_test.make_job('ed_wp'); SELECT etl_test.make_job('ed_wc');
 SELECT etl_test.dep('ed_wp', 'ed_wc');

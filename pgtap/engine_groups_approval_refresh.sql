@@ -4,7 +4,7 @@
 -- cursor of 160_finish.sql), and materialized-view refreshes (210_refresh.sql).
 
 BEGIN;
-SELECT plan(87);
+SELECT plan(94);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -245,6 +245,8 @@ CREATE TEMP TABLE fr_a AS
 SELECT is((SELECT (status, mode, full_refresh_confirmed, approved_by, approved_at IS NOT NULL, approval_reason)::text
              FROM etl.pipeline_runs WHERE pipeline_run_id = etl_test.pid((SELECT r FROM fr_a))),
     '(running,full,t,ann,t,r)', 'an approved full refresh records full_refresh_confirmed, approved_by, approved_at, approval_reason');
+SELECT is((SELECT detail FROM etl.run_events WHERE run_id = (SELECT r FROM fr_a) AND event_type = 'approval'),
+    '{"mode": "full", "reason": "r", "approver": "ann"}'::jsonb, 'an approval given with the trigger is an approval event on the run');
 CREATE TEMP TABLE fr_ac AS SELECT etl_test.claim_row((SELECT r FROM fr_a)) AS c;
 SELECT is((SELECT (c ->> 'mode', c -> 'cursor')::text FROM fr_ac), '(full,null)', 'the claim of a full-mode run hands out cursor NULL although a cursor exists');
 SELECT is(etl_test.fin((SELECT r FROM fr_a), '{"status": "success", "cursor": {"value": "2024-01-01T00:00:00Z"}}'), 'success',
@@ -282,10 +284,27 @@ SELECT throws_ok(format('SELECT etl.approve(%s, ''again'')', (SELECT pid FROM fr
     'approving twice is refused with 55000');
 SELECT throws_ok($$SELECT etl.run_job('fr_full', request_approval => true)$$, '22023',
     'request_approval applies to full refreshes (mode => ''full'') only', 'request_approval on an incremental run is refused with 22023');
-CREATE TEMP TABLE fr_x AS SELECT etl_test.pid(etl.run_job('fr_full', mode => 'full', request_approval => true)) AS pid;
+SELECT throws_ok($$SELECT etl.run_job('fr_full', mode => 'full', request_approval => true)$$, '22023',
+    'request_approval needs a reason: why the full refresh is wanted', 'a request for approval says why');
+SELECT throws_ok($$SELECT etl.run_job('fr_full', mode => 'full',
+                                      approval => '{"confirmed": "yes", "approver": "ann", "reason": "r"}')$$, '42501',
+    'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}, or request_approval => true and a later etl.approve(pipeline_run_id, reason)',
+    'confirmed must be JSON true, not a string');
+CREATE TEMP TABLE fr_x AS SELECT etl_test.pid(etl.run_job('fr_full', mode => 'full', request_approval => true,
+                                                          reason => 'rebuild')) AS pid;
 SELECT is(etl.cancel_pipeline((SELECT pid FROM fr_x), 'not approved'), 1, 'cancel_pipeline of a pipeline run awaiting approval cancels its run');
 SELECT is((SELECT (status, ended_at IS NOT NULL)::text FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT pid FROM fr_x)), '(cancelled,t)',
     'the pipeline run awaiting approval ends cancelled');
+SELECT throws_ok(format('SELECT etl.retry_pipeline(%s, ''after all'')', (SELECT pid FROM fr_x)), '55000',
+    format('pipeline run %s is a full refresh that was never approved: trigger a new one (with an approval)', (SELECT pid FROM fr_x)),
+    'a rejected full refresh is not revived by retry_pipeline');
+SELECT throws_ok(format('SELECT etl.retry(%s, ''after all'')', (SELECT min(run_id) FROM etl.runs WHERE pipeline_run_id = (SELECT pid FROM fr_x))),
+    '55000', format('pipeline run %s is a full refresh that was never approved: trigger a new one (with an approval)', (SELECT pid FROM fr_x)),
+    'nor by retry');
+SELECT is((SELECT count(*)::int FROM etl.audit_log WHERE action = 'cancel_pipeline' AND target_id = (SELECT pid FROM fr_x)::text), 1,
+    'cancel_pipeline is audited once for the pipeline run');
+SELECT throws_ok($$SELECT etl.cancel_pipeline(999999999, 'x')$$, '22023', 'pipeline run 999999999 does not exist',
+    'cancel_pipeline of an unknown pipeline run is refused');
 
 -- ---------------------------------------------------------------- materialized-view refreshes
 SELECT etl_test.park();

@@ -15,6 +15,27 @@ end;
 $$;
 comment on function etl._is_iso_date(text) is 'True for a real calendar date written YYYY-MM-DD (2024-02-30 is not).';
 
+create or replace function etl._is_iso_timestamp(p_text text)
+returns boolean
+language plpgsql
+stable  -- (the cast reads the session's time zone for a time without one)
+set search_path = ''
+as $$
+begin
+  -- An ISO 8601 date and time (seconds, fraction and zone optional) that is a real instant:
+  -- 2024-13-45 99:99 and trailing garbage are not.
+  if p_text !~ '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?$' then
+    return false;
+  end if;
+  perform p_text::timestamptz;
+  return true;
+exception when datetime_field_overflow or invalid_datetime_format then
+  return false;
+end;
+$$;
+comment on function etl._is_iso_timestamp(text) is
+  'True for a real instant written YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|+HH[:MM]] (2024-13-45 99:99 is not).';
+
 create or replace function etl._validate_params(p_job_id bigint, p_params jsonb, p_mode text)
 returns jsonb
 language plpgsql
@@ -78,8 +99,7 @@ begin
       when 'object' then pg_catalog.jsonb_typeof(v_value) = 'object'
       when 'array' then pg_catalog.jsonb_typeof(v_value) = 'array'
       when 'date' then pg_catalog.jsonb_typeof(v_value) = 'string' and etl._is_iso_date(v_value #>> '{}')
-      when 'timestamp' then pg_catalog.jsonb_typeof(v_value) = 'string'
-                            and (v_value #>> '{}') ~ '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}'
+      when 'timestamp' then pg_catalog.jsonb_typeof(v_value) = 'string' and etl._is_iso_timestamp(v_value #>> '{}')
     end;
     if not v_ok then
       raise exception 'parameter "%" of job "%" must be of type %, got %', p.name, v_slug, p.data_type, v_value

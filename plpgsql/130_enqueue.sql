@@ -173,8 +173,12 @@ begin
         using errcode = 'insufficient_privilege';
     end if;
     if p_approval is null and p_request_approval then
-      null;  -- created awaiting_approval; etl.approve releases it
-    elsif p_approval is null or not coalesce((p_approval ->> 'confirmed')::boolean, false)
+      -- created awaiting_approval; etl.approve releases it. The approver is told why.
+      if coalesce(pg_catalog.btrim(p_reason), '') = '' then
+        raise exception 'request_approval needs a reason: why the full refresh is wanted'
+          using errcode = 'invalid_parameter_value';
+      end if;
+    elsif p_approval is null or p_approval -> 'confirmed' is distinct from 'true'::jsonb  -- JSON true, not "yes"
        or coalesce(p_approval ->> 'approver', '') = '' or coalesce(p_approval ->> 'reason', '') = '' then
       raise exception 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}, or request_approval => true and a later etl.approve(pipeline_run_id, reason)'
         using errcode = 'insufficient_privilege';
@@ -322,6 +326,14 @@ begin
   if p_mode = 'full' and p_approval is null then
     return v_pid;  -- nothing runs before etl.approve
   end if;
+  if p_mode = 'full' then
+    -- An approval given with the trigger is recorded on each run, as etl.approve records its own.
+    insert into etl.run_events (run_id, pipeline_run_id, event_type, from_status, to_status, actor, detail)
+    select r.run_id, r.pipeline_run_id, 'approval', r.status, r.status, session_user,
+           pg_catalog.jsonb_build_object('approver', p_approval ->> 'approver', 'reason', p_approval ->> 'reason',
+                                         'mode', 'full')
+      from etl.runs r where r.pipeline_run_id = v_pid;
+  end if;
   perform etl._release_roots(v_pid);
   return v_pid;
 end;
@@ -392,10 +404,19 @@ declare
   v_disabled text;
   v_ids bigint[];
 begin
+  if pg_catalog.array_position(p_jobs, null) is not null then
+    raise exception 'jobs must name jobs by slug, got a null in %', p_jobs using errcode = 'invalid_parameter_value';
+  end if;
   select pg_catalog.string_agg(s, ', ') into v_unknown
     from pg_catalog.unnest(p_jobs) s where not exists (select 1 from etl.jobs j where j.slug = s);
   if v_unknown is not null then
     raise exception 'no such job: %', v_unknown using errcode = 'invalid_parameter_value';
+  end if;
+  -- A tag no job carries is a typo, not an empty part of the selection.
+  select pg_catalog.string_agg(s, ', ') into v_unknown
+    from pg_catalog.unnest(p_tags) s where not exists (select 1 from etl.job_tags t where t.tag = s);
+  if v_unknown is not null then
+    raise exception 'no job has the tag(s) %', v_unknown using errcode = 'invalid_parameter_value';
   end if;
   select pg_catalog.string_agg(slug, ', ') into v_disabled
     from etl.jobs where slug = any (p_jobs) and not enabled;

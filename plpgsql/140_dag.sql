@@ -46,20 +46,21 @@ as $$
   -- The latest finished run is a success (or partial success): no failure ended after it, and no
   -- newer run is under way (its data is on the way: the child waits for it, and its success
   -- releases the child).
+  -- Dry runs count for nothing: they changed no data.
   select exists (
     select 1
       from (select max(r.ended_at) as at from etl.runs r
-             where r.job_id = p_job_id and r.status in ('success', 'partial_success')) s
+             where r.job_id = p_job_id and r.status in ('success', 'partial_success') and not r.dry_run) s
      where s.at is not null
        and not exists (select 1 from etl.runs f
                         where f.job_id = p_job_id and f.status in ('failed', 'cancelled', 'skipped')
-                          and f.ended_at > s.at)
+                          and f.ended_at > s.at and not f.dry_run)
        and not exists (select 1 from etl.runs q
-                        where q.job_id = p_job_id and q.status in ('queued', 'running')))
+                        where q.job_id = p_job_id and q.status in ('queued', 'running') and not q.dry_run))
 $$;
 comment on function etl._latest_run_succeeded(bigint) is
   'Seed 000''s "latest success per parent": true when the job''s most recent finished run succeeded '
-  'and no newer run of it is queued or running.';
+  'and no newer run of it is queued or running (dry runs left out).';
 
 -- Caller holds the run's row lock (FOR UPDATE), so concurrent parents cannot both miss the release.
 create or replace function etl._try_release(p_run_id bigint)

@@ -167,7 +167,12 @@ begin
   if v_status = 'failed' and v_transient and p_run.attempt_count < p_run.max_attempts then
     v_delay := etl.backoff_ms(p_run.run_id, p_run.attempt_count);
     v_next := v_now + pg_catalog.make_interval(secs => v_delay / 1000.0);
-    if v_job.max_retry_elapsed is null or v_next - p_run.started_at <= v_job.max_retry_elapsed then
+    -- The time budget counts from the first start, or from the last manual retry (a fresh budget).
+    if v_job.max_retry_elapsed is null
+       or v_next - greatest(p_run.started_at,
+                            (select pg_catalog.max(e.ts) from etl.run_events e
+                              where e.run_id = p_run.run_id and e.detail ? 'retry'))
+          <= v_job.max_retry_elapsed then
       update etl.run_attempts a set backoff_ms = v_delay, next_attempt_at = v_next where a.attempt_id = p_token;
       update etl.runs r
          set status = 'queued', queued_at = v_now, next_attempt_at = v_next,

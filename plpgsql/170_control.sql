@@ -35,8 +35,11 @@ begin
   if v_run.group_leader_run_id is not null and v_run.status = 'pending' then
     return etl.cancel(v_run.group_leader_run_id, cancel.reason);
   end if;
-  insert into etl.audit_log (action, target_type, target_id, reason, details)
-  values ('cancel', 'run', cancel.run_id::text, cancel.reason, pg_catalog.jsonb_build_object('status', v_run.status));
+  -- Audited when it changes something: a finished run is returned as it is.
+  if v_run.status in ('pending', 'queued', 'running') then
+    insert into etl.audit_log (action, target_type, target_id, reason, details)
+    values ('cancel', 'run', cancel.run_id::text, cancel.reason, pg_catalog.jsonb_build_object('status', v_run.status));
+  end if;
   if v_run.status in ('pending', 'queued') then
     update etl.runs r set status = 'cancelled', ended_at = pg_catalog.now(), skip_reason = cancel.reason
      where r.run_id = cancel.run_id;
@@ -73,20 +76,33 @@ declare
   v_count integer := 0;
 begin
   perform etl._assert_primary();
+  perform etl._require_reason(cancel_pipeline.reason, 'cancel a pipeline run');
+  perform 1 from etl.pipeline_runs p where p.pipeline_run_id = cancel_pipeline.pipeline_run_id for update;
+  if not found then
+    raise exception 'pipeline run % does not exist', cancel_pipeline.pipeline_run_id
+      using errcode = 'invalid_parameter_value';
+  end if;
   for v_run in
     select r.run_id from etl.runs r
      where r.pipeline_run_id = cancel_pipeline.pipeline_run_id and r.status in ('pending', 'queued', 'running')
      order by r.run_id
   loop
+    -- (A run an earlier cancel in this loop skipped is no longer open: etl.cancel leaves it be.)
     if etl.cancel(v_run, cancel_pipeline.reason) in ('cancelled', 'cancel_requested') then
       v_count := v_count + 1;
     end if;
   end loop;
+  if v_count > 0 then
+    insert into etl.audit_log (action, target_type, target_id, reason, details)
+    values ('cancel_pipeline', 'pipeline_run', cancel_pipeline.pipeline_run_id::text, cancel_pipeline.reason,
+            pg_catalog.jsonb_build_object('runs_cancelled_or_marked', v_count));
+  end if;
   return v_count;
 end;
 $$;
 comment on function etl.cancel_pipeline(bigint, text) is
-  'Cancels every unfinished run of a pipeline run (see etl.cancel); returns how many were cancelled or marked.';
+  'Cancels every unfinished run of a pipeline run (see etl.cancel); returns how many were cancelled or '
+  'marked. Reason required; audited once for the pipeline run (and per run) when something was open.';
 
 create or replace function etl._reopen_run(p_run etl.runs, p_reason text, p_as_root boolean)
 returns void
@@ -118,6 +134,24 @@ $$;
 comment on function etl._reopen_run(etl.runs, text, boolean) is
   'Starts a new attempt path for a run that did not succeed: a fresh budget of max_attempts; its '
   'items that did not succeed are pending again.';
+
+create or replace function etl._refuse_unapproved_retry(p_pipeline_run_id bigint)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  -- GUARD: a full refresh runs only as approved; one never approved (rejected while it waited)
+  -- cannot be brought back by a retry.
+  if exists (select 1 from etl.pipeline_runs p
+              where p.pipeline_run_id = p_pipeline_run_id and p.mode = 'full' and not p.full_refresh_confirmed) then
+    raise exception 'pipeline run % is a full refresh that was never approved: trigger a new one (with an approval)',
+      p_pipeline_run_id using errcode = 'object_not_in_prerequisite_state';
+  end if;
+end;
+$$;
+comment on function etl._refuse_unapproved_retry(bigint) is
+  'Raises 55000 when the pipeline run is a full refresh that was never approved (retry cannot revive it).';
 
 create or replace function etl.retry(run_id bigint, reason text)
 returns integer
@@ -154,6 +188,7 @@ begin
     raise exception 'run % waits for upstream run % (%, %): retry run % instead, it re-opens the runs it skipped',
       retry.run_id, v_up.run_id, v_up.slug, v_up.status, v_up.run_id using errcode = 'object_not_in_prerequisite_state';
   end if;
+  perform etl._refuse_unapproved_retry(v_run.pipeline_run_id);
   update etl.pipeline_runs p set status = 'running', ended_at = null
    where p.pipeline_run_id = v_run.pipeline_run_id;
   perform etl._reopen_run(v_run, retry.reason, false);
@@ -201,6 +236,7 @@ begin
   if not found then
     raise exception 'pipeline run % does not exist', retry_pipeline.pipeline_run_id using errcode = 'invalid_parameter_value';
   end if;
+  perform etl._refuse_unapproved_retry(retry_pipeline.pipeline_run_id);
   -- Keep the successes; re-open what failed or never ran.
   for v_run in
     select r.* from etl.runs r
@@ -248,6 +284,9 @@ begin
       (select pg_catalog.string_agg(s.name, ', ' order by s.name) from etl.settings s)
       using errcode = 'invalid_parameter_value';
   end if;
+  if set_setting.value is null or set_setting.value = 'null' then
+    raise exception 'setting "%" needs a value, got null', set_setting.name using errcode = 'invalid_parameter_value';
+  end if;
   if pg_catalog.jsonb_typeof(v_old.value) <> pg_catalog.jsonb_typeof(set_setting.value) then
     raise exception 'setting "%" takes a %, got %', set_setting.name, pg_catalog.jsonb_typeof(v_old.value),
       set_setting.value using errcode = 'invalid_parameter_value';
@@ -258,6 +297,8 @@ begin
       raise exception 'setting "%" must be a whole number between % and %, got %', set_setting.name,
         v_old.min_value, v_old.max_value, set_setting.value using errcode = 'invalid_parameter_value';
     end if;
+    -- Stored as the whole number it is (30, not 30.0): readers cast the text to integer.
+    set_setting.value := pg_catalog.to_jsonb(v_num::bigint);
   end if;
   update etl.settings s set value = set_setting.value, updated_at = pg_catalog.now(), updated_by = session_user
    where s.name = set_setting.name;
@@ -315,11 +356,14 @@ stable
 security definer
 set search_path = ''
 as $$
-  select pg_catalog.min(r.next_attempt_at) from etl.runs r where r.status = 'queued'
+  -- Only the future: a run that is due but waits for a slot or its concurrency key is claimed
+  -- when they are freed (by the finisher's own claim, or after its NOTIFY), not by polling.
+  select pg_catalog.min(r.next_attempt_at) from etl.runs r
+   where r.status = 'queued' and r.next_attempt_at > pg_catalog.now()
 $$;
 comment on function etl.next_wakeup() is
-  'When the earliest queued run becomes claimable (the end of the shortest backoff); NULL when '
-  'nothing is queued. A runner sleeps until then or until a NOTIFY on etl_runnable.';
+  'When the next queued run in backoff becomes claimable (the end of the shortest backoff still to '
+  'come); NULL when none is. A runner sleeps until then or until a NOTIFY on etl_runnable.';
 
 create or replace function etl.approve(pipeline_run_id bigint, reason text, approver text default null)
 returns integer

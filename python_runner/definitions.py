@@ -79,6 +79,7 @@ SQL_TARGET_RE = re.compile(r"^[a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*$")
 PY_TARGET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 IDENT_RE = re.compile(r"^[a-z_][a-z0-9_$]*$")
 DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+ISO_TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?")
 DURATION_HINT = "use 500ms, 30s, 5m, 2h, 1d"
 # integer columns of etl.jobs and etl.job_refresh_targets (deploy/catalog.sql) are 4-byte
 INT4_MAX = 2**31 - 1
@@ -371,8 +372,14 @@ def _engine_accepts(ptype: str, value: Any) -> bool:
             return True
         except ValueError:
             return False
-    if ptype == "timestamp":
-        return isinstance(value, str) and re.match(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", value) is not None
+    if ptype == "timestamp":  # etl._is_iso_timestamp: the shape, and a real instant
+        if not (isinstance(value, str) and ISO_TIMESTAMP_RE.fullmatch(value)):
+            return False
+        try:
+            _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return True
+        except ValueError:
+            return False
     return _type_matches(ptype, value)
 
 
