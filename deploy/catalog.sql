@@ -198,10 +198,71 @@ COMMENT ON COLUMN etl.schedules.cron_expr IS '5-field cron (ranges, steps, lists
 COMMENT ON COLUMN etl.schedules.timezone IS 'IANA time zone in which cron_expr is read; DST gaps fire at the gap''s end, repeated hours once.';
 COMMENT ON COLUMN etl.schedules.misfire_policy IS 'After downtime: catch_up creates a pipeline run for every missed fire time, latest only for the last one.';
 COMMENT ON COLUMN etl.schedules.overlap_policy IS 'When the previous fire''s run is still going: skip this fire, queue_one (at most one waiting), queue_all.';
+COMMENT ON COLUMN etl.schedules.next_run_at IS 'The next fire time the tick acts on, always on the cron (trigger schedule_on_its_cron): NULL on insert means the next one after now.';
 COMMENT ON COLUMN etl.schedules.with_downstream IS 'Fire the job together with its downstream closure in one pipeline run.';
 CREATE UNIQUE INDEX one_active_schedule_per_job ON etl.schedules (job_id) WHERE is_active;
 CREATE INDEX schedules_job_next_run_idx ON etl.schedules (job_id, next_run_at);
 CREATE INDEX schedules_due_idx ON etl.schedules (next_run_at) INCLUDE (schedule_id) WHERE is_active;
+
+-- A schedule is written on its cron: an expression or zone the tick could not read is refused
+-- here, where the writer can be told which job and field, instead of failing every tick; and
+-- next_run_at is always a fire time (NULL: the next one after now; otherwise the first at or
+-- after the value given), so a schedule written with SQL fires, and only on its cron. The cron
+-- functions come with change cron (deployed after this one); PL/pgSQL binds them at call time.
+CREATE FUNCTION etl._schedule_on_its_cron()
+RETURNS trigger
+LANGUAGE plpgsql
+-- Whoever may write schedules may have them checked: the cron internals are not granted to roles.
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+  v_field text;
+  v_message text;
+  v_hint text;
+  v_slug text;
+BEGIN
+  -- Missing values are NOT NULL's to name.
+  IF new.cron_expr IS NULL OR new.timezone IS NULL THEN
+    RETURN new;
+  END IF;
+  IF tg_op = 'UPDATE' AND new.cron_expr = old.cron_expr AND new.timezone = old.timezone
+     AND new.next_run_at IS NOT DISTINCT FROM old.next_run_at THEN
+    RETURN new;
+  END IF;
+  BEGIN
+    v_field := 'timezone';
+    PERFORM etl._cron_assert_tz(new.timezone);
+    v_field := 'cron_expr';
+    PERFORM etl.cron_parse(new.cron_expr);
+    -- (etl.cron_next also refuses an expression that never fires.)
+    IF new.next_run_at IS NULL THEN
+      new.next_run_at := etl.cron_next(new.cron_expr, new.timezone, pg_catalog.now());
+    ELSIF new.next_run_at = '-infinity' THEN
+      v_field := 'next_run_at';
+      RAISE EXCEPTION '-infinity is not a fire time (NULL: the next one after now; infinity: never)'
+        USING ERRCODE = 'invalid_parameter_value';
+    ELSIF pg_catalog.isfinite(new.next_run_at) THEN
+      new.next_run_at := etl.cron_next(new.cron_expr, new.timezone, new.next_run_at - interval '1 microsecond');
+    END IF;
+  EXCEPTION WHEN invalid_parameter_value THEN
+    GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+    SELECT j.slug INTO v_slug FROM etl.jobs j WHERE j.job_id = new.job_id;
+    RAISE EXCEPTION 'schedule of job "%", field %: %', coalesce(v_slug, new.job_id::text), v_field, v_message
+      USING ERRCODE = 'invalid_parameter_value', HINT = coalesce(v_hint, ''),
+            SCHEMA = 'etl', TABLE = 'schedules', COLUMN = v_field;
+  END;
+  RETURN new;
+END;
+$$;
+COMMENT ON FUNCTION etl._schedule_on_its_cron() IS
+  'Trigger schedule_on_its_cron: refuses (22023, naming the job and the field) a schedule whose '
+  'cron_expr or timezone etl.cron_next cannot read or that never fires; sets next_run_at to the next '
+  'fire time after now when NULL, and moves a given one to the first fire time at or after it '
+  '(infinity is kept: never).';
+CREATE TRIGGER schedule_on_its_cron
+  BEFORE INSERT OR UPDATE OF cron_expr, timezone, next_run_at ON etl.schedules
+  FOR EACH ROW EXECUTE FUNCTION etl._schedule_on_its_cron();
 
 CREATE TABLE etl.refresh_targets (
   refresh_target_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

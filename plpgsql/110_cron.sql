@@ -572,6 +572,59 @@ comment on function etl.cron_next_n(text, text, timestamptz, int) is
   'first occurrence). Raises 22023 for bad input or a negative p_n.';
 
 
+-- The latest fire time in [p_from, p_to], by bisection: a schedule that missed a million fire
+-- times (policy latest) finds its last one in ~40 steps instead of walking them all.
+create or replace function etl._cron_last_fire(
+    p_expr text,
+    p_tz   text,
+    p_from timestamptz,
+    p_to   timestamptz
+)
+returns timestamptz
+language plpgsql
+stable
+strict
+set search_path = ''
+as $function$
+declare
+    v_spec etl.cron_spec := etl.cron_parse(p_expr);
+    -- Invariant: a fire time lies in (v_lo, v_hi]; the answer is the last one there.
+    v_lo   timestamptz := p_from - interval '1 microsecond';
+    v_hi   timestamptz := p_to;
+    v_mid  timestamptz;
+    v_t    timestamptz;
+    v_next timestamptz;
+begin
+    perform etl._cron_assert_tz(p_tz);
+    if etl._cron_next_from_spec(v_spec, p_tz, v_lo, p_expr) > v_hi then
+        return null;
+    end if;
+    -- Epoch arithmetic: interval halves would add calendar days in the session's zone.
+    while v_hi - v_lo > interval '1 minute' loop
+        v_mid := pg_catalog.to_timestamp((extract(epoch from v_lo) + extract(epoch from v_hi)) / 2);
+        if etl._cron_next_from_spec(v_spec, p_tz, v_mid, p_expr) <= v_hi then
+            v_lo := v_mid;
+        else
+            v_hi := v_mid;
+        end if;
+    end loop;
+    -- At most a minute left: a fire time or two (wall minutes never map closer together).
+    v_t := etl._cron_next_from_spec(v_spec, p_tz, v_lo, p_expr);
+    loop
+        v_next := etl._cron_next_from_spec(v_spec, p_tz, v_t, p_expr);
+        exit when v_next > v_hi;
+        v_t := v_next;
+    end loop;
+    return v_t;
+end
+$function$;
+
+comment on function etl._cron_last_fire(text, text, timestamptz, timestamptz) is
+  'Internal to etl.tick (misfire policy latest): the latest fire time t of a cron expression in '
+  'zone p_tz with p_from <= t <= p_to, or NULL when there is none; found by bisection, so its cost '
+  'does not grow with the number of fire times in the range. Raises 22023 like etl.cron_next.';
+
+
 -- Joins words as "a", "a and b", "a, b and c".
 create or replace function etl._cron_join(p_items text[])
 returns text

@@ -62,12 +62,21 @@ begin
   loop
     select r.* into v_run from etl.runs r where r.run_id = v_lock.run_id for update;
     if v_run.status = 'running' and v_lock.attempt_id is not null then
-      -- A dead runner: a transient SYSTEM failure, retried like any other.
       perform etl._record_transition(v_run.run_id, v_run.pipeline_run_id, 'running', 'running', 'etl.tick',
                                      pg_catalog.jsonb_build_object('attempt_id', v_lock.attempt_id), 'lease_expired');
-      perform etl._finish(v_run, v_lock.attempt_id,
-        '{"status": "failed", "error_category": "SYSTEM", "error_type": "lease_expired", "is_transient": true,
-          "message": "the runner stopped heartbeating; its lease expired"}'::jsonb, 'etl.tick');
+      if v_run.cancel_requested_at is not null then
+        -- The runner died before it could stop the run it was asked to cancel: the reaper ends it as
+        -- the runner would have (etl.finish with status cancelled), not as a failure to retry.
+        perform etl._finish(v_run, v_lock.attempt_id,
+          '{"status": "cancelled", "error_type": "lease_expired",
+            "message": "cancel requested; the runner stopped heartbeating before it stopped the run"}'::jsonb,
+          'etl.tick');
+      else
+        -- A dead runner: a transient SYSTEM failure, retried like any other.
+        perform etl._finish(v_run, v_lock.attempt_id,
+          '{"status": "failed", "error_category": "SYSTEM", "error_type": "lease_expired", "is_transient": true,
+            "message": "the runner stopped heartbeating; its lease expired"}'::jsonb, 'etl.tick');
+      end if;
       update etl.run_attempts a set status = 'lost' where a.attempt_id = v_lock.attempt_id;
     else
       update etl.job_locks l set status = 'expired', released_at = pg_catalog.now() where l.lock_id = v_lock.lock_id;
@@ -79,7 +88,9 @@ end;
 $$;
 comment on function etl._reap_expired_leases() is
   'Fails the current attempt of every run whose lease expired as a transient SYSTEM error '
-  '(lease_expired), which retries it; the attempt is marked lost and its late report is refused.';
+  '(lease_expired), which retries it; a run whose cancellation was requested ends cancelled instead '
+  '(descendants skipped, pipeline run finalized, as when its runner reports the cancel). Either way '
+  'the attempt is marked lost and its late report is refused.';
 
 create or replace function etl.tick()
 returns jsonb
@@ -88,11 +99,20 @@ security definer
 set search_path = ''
 as $$
 declare
+  -- catch_up creates at most this many fire times per schedule per tick; the next ticks go on
+  -- from the first one not yet created (a long outage drains over several ticks).
+  c_batch constant integer := 1000;
   v_schedule etl.schedules;
+  v_spec etl.cron_spec;
   v_fire timestamptz;
   v_last timestamptz;
   v_fires timestamptz[];
+  v_pid bigint;
   v_created integer := 0;
+  v_skipped integer := 0;
+  v_failed jsonb := '[]';
+  v_state text;
+  v_message text;
   v_reaped integer;
   v_expired integer := 0;
   v_run etl.runs;
@@ -108,29 +128,61 @@ begin
      where s.is_active and s.next_run_at <= pg_catalog.now()
      order by s.next_run_at for update skip locked
   loop
-    select pg_catalog.array_agg(f order by f) into v_fires
-      from (select f from etl.cron_next_n(v_schedule.cron_expr, v_schedule.timezone,
-                                          v_schedule.next_run_at - interval '1 microsecond', 1000) f
-             where f <= pg_catalog.now()) t;
-    v_fires := coalesce(v_fires, array[v_schedule.next_run_at]);
-    if v_schedule.misfire_policy = 'latest' then
-      v_fires := array[v_fires[pg_catalog.cardinality(v_fires)]];
-    end if;
-    foreach v_fire in array v_fires loop
-      -- A fire time that already has its pipeline run (an earlier tick) is not fired again.
-      if not exists (select 1 from etl.pipeline_runs p
-                      where p.schedule_id = v_schedule.schedule_id and p.logical_date = v_fire
-                        and p.trigger_type = 'schedule')
-         and etl._fire_schedule(v_schedule, v_fire) is not null then
-        v_created := v_created + 1;
+    -- One schedule that cannot be fired (a row written before its cron was checked) must not stop
+    -- the others, the reaper and the wait expiry: it is rolled back, reported and left due.
+    begin
+      v_last := null;
+      -- Only fire times of the cron fire: next_run_at itself is one only if it is on the cron.
+      if v_schedule.misfire_policy = 'latest' then
+        v_fire := etl._cron_last_fire(v_schedule.cron_expr, v_schedule.timezone,
+                                      v_schedule.next_run_at, pg_catalog.now());
+        v_fires := case when v_fire is null then '{}' else array[v_fire] end;
+      else
+        -- Walked one by one up to now (not c_batch fire times computed for every due schedule).
+        v_spec := etl.cron_parse(v_schedule.cron_expr);
+        perform etl._cron_assert_tz(v_schedule.timezone);
+        v_fires := '{}';
+        v_fire := etl._cron_next_from_spec(v_spec, v_schedule.timezone,
+                                           v_schedule.next_run_at - interval '1 microsecond', v_schedule.cron_expr);
+        while v_fire <= pg_catalog.now() and pg_catalog.cardinality(v_fires) < c_batch loop
+          v_fires := v_fires || v_fire;
+          v_fire := etl._cron_next_from_spec(v_spec, v_schedule.timezone, v_fire, v_schedule.cron_expr);
+        end loop;
       end if;
-      v_last := v_fire;
-    end loop;
-    update etl.schedules s
-       set last_fire_at = v_last,
-           next_run_at = etl.cron_next(s.cron_expr, s.timezone, greatest(v_last, pg_catalog.now())),
-           updated_at = pg_catalog.now()
-     where s.schedule_id = v_schedule.schedule_id;
+      foreach v_fire in array v_fires loop
+        -- A fire time that already has its pipeline run (an earlier tick) is not fired again.
+        if not exists (select 1 from etl.pipeline_runs p
+                        where p.schedule_id = v_schedule.schedule_id and p.logical_date = v_fire
+                          and p.trigger_type = 'schedule') then
+          v_pid := etl._fire_schedule(v_schedule, v_fire);
+          -- A record of a fire skipped by the overlap policy (or a disabled job) has no runs.
+          if v_pid is null then
+            null;
+          elsif exists (select 1 from etl.runs r where r.pipeline_run_id = v_pid) then
+            v_created := v_created + 1;
+          else
+            v_skipped := v_skipped + 1;
+          end if;
+        end if;
+        v_last := v_fire;
+      end loop;
+      -- After the last fire time handled: the first not yet created (a full catch_up batch, still
+      -- due, so the next tick goes on), else the next one after now.
+      update etl.schedules s
+         set last_fire_at = coalesce(v_last, s.last_fire_at),
+             next_run_at = etl.cron_next(s.cron_expr, s.timezone, coalesce(v_last, pg_catalog.now())),
+             updated_at = pg_catalog.now()
+       where s.schedule_id = v_schedule.schedule_id;
+    exception when others then
+      get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
+      v_failed := v_failed || pg_catalog.jsonb_build_object(
+        'schedule_id', v_schedule.schedule_id,
+        'job', (select j.slug from etl.jobs j where j.job_id = v_schedule.job_id),
+        'sqlstate', v_state, 'error', v_message);
+      raise warning 'etl.tick: schedule % of job "%" not fired: % (SQLSTATE %)', v_schedule.schedule_id,
+        (select j.slug from etl.jobs j where j.job_id = v_schedule.job_id), v_message, v_state
+        using hint = 'Fix the schedule row (cron_expr, timezone); the other schedules fired.';
+    end;
   end loop;
 
   v_reaped := etl._reap_expired_leases();
@@ -151,21 +203,27 @@ begin
   end loop;
 
   delete from etl.job_locks l where l.status <> 'active' and l.released_at < pg_catalog.now() - interval '7 days';
+  -- (Through numeric: a setting stored as 30.0 is still a whole number of days.)
   delete from etl.run_logs g where g.log_id in (
     select g2.log_id from etl.run_logs g2
-     where g2.ts < pg_catalog.now() - pg_catalog.make_interval(days => (select (s.value #>> '{}')::int
+     where g2.ts < pg_catalog.now() - pg_catalog.make_interval(days => (select (s.value #>> '{}')::numeric::integer
                                                                  from etl.settings s where s.name = 'log_retention_days'))
      limit 10000);
-  return pg_catalog.jsonb_build_object('pipeline_runs_created', v_created, 'leases_reaped', v_reaped,
+  return pg_catalog.jsonb_build_object('pipeline_runs_created', v_created, 'fires_skipped', v_skipped,
+                                       'schedules_failed', v_failed, 'leases_reaped', v_reaped,
                                        'waits_expired', v_expired);
 end;
 $$;
 comment on function etl.tick() is
   'The engine''s timer, called every minute by pg_cron (job etl-tick): fires due schedules once per '
-  'fire time (misfire policy catch_up or latest, overlap policy skip, queue_one or queue_all), '
-  'advances next_run_at with etl.cron_next, reaps expired leases into retries, skips runs whose '
-  'upstream wait limit passed, and purges old locks and logs. Guarded by an advisory lock: an '
-  'overlapping tick returns at once. Returns what it did.';
+  'fire time (misfire policy latest: only the latest missed fire time; catch_up: every missed one, at '
+  'most 1,000 per schedule per tick, the next ticks going on from the first not yet created; overlap '
+  'policy skip, queue_one or queue_all), advances next_run_at with etl.cron_next, reaps expired leases '
+  'into retries (or into the cancel that was requested), skips runs whose upstream wait limit passed, '
+  'and purges old locks and logs. A schedule that cannot be fired is rolled back on its own, reported '
+  'with a WARNING and in schedules_failed, and left due. Guarded by an advisory lock: an overlapping '
+  'tick returns at once. Returns {pipeline_runs_created, fires_skipped (overlap or disabled job), '
+  'schedules_failed: [{schedule_id, job, sqlstate, error}], leases_reaped, waits_expired}.';
 
 create or replace function etl.backfill(
   job text, from_ts timestamptz, to_ts timestamptz, reprocess text default 'none',
@@ -176,14 +234,28 @@ security definer
 set search_path = ''
 as $$
 declare
+  -- One call, one transaction: a longer range is split by the caller.
+  c_cap constant integer := 10000;
   v_schedule etl.schedules;
+  v_fires timestamptz[];
   v_fire timestamptz;
   v_existing record;
   v_key text;
+  v_created integer := 0;
+  v_open integer := 0;
 begin
   perform etl._assert_primary();
-  if backfill.reprocess not in ('none', 'failed', 'all') then
-    raise exception 'reprocess must be none, failed or all, got "%"', backfill.reprocess
+  -- GUARD: a NULL or infinite bound has no fire times; say so rather than do nothing.
+  if backfill.from_ts is null or not pg_catalog.isfinite(backfill.from_ts) then
+    raise exception 'from_ts must be a finite timestamp, got %', coalesce(backfill.from_ts::text, 'NULL')
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if backfill.to_ts is null or not pg_catalog.isfinite(backfill.to_ts) then
+    raise exception 'to_ts must be a finite timestamp, got %', coalesce(backfill.to_ts::text, 'NULL')
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if backfill.reprocess is null or backfill.reprocess not in ('none', 'failed', 'all') then
+    raise exception 'reprocess must be none, failed or all, got %', coalesce('"' || backfill.reprocess || '"', 'NULL')
       using errcode = 'invalid_parameter_value';
   end if;
   if backfill.to_ts < backfill.from_ts then
@@ -194,11 +266,22 @@ begin
   if not found then
     raise exception 'job "%" has no active schedule to backfill', backfill.job using errcode = 'invalid_parameter_value';
   end if;
-  for v_fire in
-    select f from etl.cron_next_n(v_schedule.cron_expr, v_schedule.timezone,
-                                  backfill.from_ts - interval '1 microsecond', 10000) f
-     where f <= backfill.to_ts
-  loop
+  -- A dry run writes nothing, so it needs no reason; a backfill is audited with one.
+  if not coalesce(backfill.dry_run, false) then
+    perform etl._require_reason(backfill.reason, 'backfill a job');
+  end if;
+  select coalesce(pg_catalog.array_agg(f order by f), '{}') into v_fires
+    from (select f from etl.cron_next_n(v_schedule.cron_expr, v_schedule.timezone,
+                                        backfill.from_ts - interval '1 microsecond', c_cap + 1) f
+           where f <= backfill.to_ts) t;
+  if pg_catalog.cardinality(v_fires) > c_cap then
+    raise exception 'backfill of job "%" from % to %: more than % fire times (the cap of one backfill)',
+      backfill.job, backfill.from_ts, backfill.to_ts, c_cap
+      using errcode = 'program_limit_exceeded',
+            hint = pg_catalog.format('Split the range: the %sth fire time is %s; backfill up to it, then from after it.',
+                                     c_cap, v_fires[c_cap]);
+  end if;
+  foreach v_fire in array v_fires loop
     select r.status, r.pipeline_run_id into v_existing
       from etl.runs r join etl.pipeline_runs p on p.pipeline_run_id = r.pipeline_run_id
      where r.job_id = v_schedule.job_id and r.logical_date = v_fire and not r.dry_run
@@ -207,6 +290,14 @@ begin
     if v_existing.status is not null and (backfill.reprocess = 'none'
         or (backfill.reprocess = 'failed' and v_existing.status not in ('failed', 'cancelled', 'skipped'))) then
       action := 'exists: ' || v_existing.status; pipeline_run_id := v_existing.pipeline_run_id;
+      return next;
+      continue;
+    end if;
+    -- GUARD: reprocess all redoes finished fire times only; a second run beside one still under way
+    -- would run the same logical date twice at once.
+    if v_existing.status in ('pending', 'queued', 'running') then
+      action := 'skipped: ' || v_existing.status; pipeline_run_id := v_existing.pipeline_run_id;
+      v_open := v_open + 1;
       return next;
       continue;
     end if;
@@ -221,17 +312,27 @@ begin
         v_schedule.params, false, backfill.reason, v_key, 'incremental', 'per_procedure', null,
         v_fire, 'backfill', v_schedule.schedule_id);
       action := 'created';
+      v_created := v_created + 1;
     end if;
     return next;
   end loop;
+  if v_open > 0 then
+    raise notice 'backfill of job "%": % fire time(s) skipped, their runs are still pending, queued or running',
+      backfill.job, v_open;
+  end if;
   if not backfill.dry_run then
     insert into etl.audit_log (action, target_type, target_id, reason, details)
     values ('backfill', 'job', backfill.job, backfill.reason,
-            pg_catalog.jsonb_build_object('from', backfill.from_ts, 'to', backfill.to_ts, 'reprocess', backfill.reprocess));
+            pg_catalog.jsonb_build_object('from', backfill.from_ts, 'to', backfill.to_ts, 'reprocess', backfill.reprocess,
+                                          'created', v_created, 'skipped_open', v_open));
   end if;
 end;
 $$;
 comment on function etl.backfill(text, timestamptz, timestamptz, text, boolean, boolean, text) is
   'One pipeline run per fire time of the job''s active schedule in [from_ts, to_ts], idempotently. '
   'reprocess: none skips fire times that already have a run, failed redoes only failed/cancelled/skipped '
-  'ones, all redoes everything. dry_run lists what it would create against what exists.';
+  'ones, all redoes every finished one (a fire time whose run is still pending, queued or running is '
+  'skipped: action "skipped: <status>", counted in a NOTICE and the audit row). dry_run lists what it '
+  'would create against what exists. Refused (22023): NULL or infinite bounds, to_ts before from_ts, '
+  'and without a reason unless dry_run (the backfill is audited with it). At most 10,000 fire times '
+  'per call (54000 beyond, with where to split the range).';

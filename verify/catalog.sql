@@ -21,5 +21,7 @@ SELECT error_class_id, job_id, match_kind, match_value, category, is_transient F
 SELECT job_id, relation, access, derived_from FROM etl.job_lineage WHERE false;
 SELECT 1 / pg_catalog.count(*)::int FROM pg_catalog.pg_indexes
  WHERE schemaname = 'etl' AND indexname = 'one_active_schedule_per_job';
+SELECT 1 / pg_catalog.count(*)::int FROM pg_catalog.pg_trigger
+ WHERE tgrelid = 'etl.schedules'::regclass AND tgname = 'schedule_on_its_cron';
 
 ROLLBACK;
