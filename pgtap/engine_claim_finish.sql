@@ -3,7 +3,7 @@
 -- backoff, error classification, skips, alerts, cursors, finish_many, pipeline closure).
 
 BEGIN;
-SELECT plan(99);
+SELECT plan(103);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -59,6 +59,20 @@ SELECT throws_ok(format('SELECT etl.heartbeat(%s, %s)', (SELECT r1 FROM cf_r), -
                     (SELECT r1 FROM cf_r), etl_test.token((SELECT r1 FROM cf_r))),
     'heartbeat with a wrong token is refused with ETL01 stale_token');
 
+-- an outcome's counts are whole numbers (a count from 0), named when they are not
+SELECT throws_ok(format('SELECT etl.finish(%s, %s, ''{"status": "success", "records_read": "many"}'')',
+                        (SELECT r1 FROM cf_r), etl_test.token((SELECT r1 FROM cf_r))), '22023',
+    'outcome.records_read must be a whole number (a count: from 0), got {"status": "success", "records_read": "many"}',
+    'a count that is not a number is refused by name');
+SELECT throws_ok(format('SELECT etl.finish(%s, %s, ''{"status": "success", "records_written": -5}'')',
+                        (SELECT r1 FROM cf_r), etl_test.token((SELECT r1 FROM cf_r))), '22023',
+    'outcome.records_written must be a whole number (a count: from 0), got {"status": "success", "records_written": -5}',
+    'a negative count is refused by name');
+SELECT throws_like(format('SELECT etl.finish(%s, %s, ''{"status": "failed", "error_category": "API", "http_status": "abc"}'')',
+                          (SELECT r1 FROM cf_r), etl_test.token((SELECT r1 FROM cf_r))),
+    'outcome.http_status must be a whole number%', 'an http_status that is not a number is refused by name');
+SELECT is(etl_test.status((SELECT r1 FROM cf_r)), 'running', 'a refused report changes nothing');
+
 -- finish success: lock, slot, duration
 SELECT is(etl_test.fin((SELECT r1 FROM cf_r), '{"status": "success", "records_read": 5}'), 'success', 'finish success returns success');
 SELECT ok(NOT EXISTS (SELECT 1 FROM etl.job_locks WHERE run_id = (SELECT r1 FROM cf_r) AND status = 'active'),
@@ -67,9 +81,8 @@ SELECT is((SELECT count(*)::int FROM etl.run_slots WHERE run_id IS NOT NULL), 1,
 SELECT is((SELECT (duration_ms IS NOT NULL AND ended_at IS NOT NULL AND records_read = 5) FROM etl.runs WHERE run_id = (SELECT r1 FROM cf_r)),
     true, 'the run ends with ended_at, duration_ms and its metrics');
 SELECT throws_ok(format('SELECT etl.finish(%s, %s, ''{"status": "success"}'')', (SELECT r1 FROM cf_r), etl_test.token((SELECT r1 FROM cf_r))),
-    'ETL01', format('stale_token: run %s is success and its current attempt token is %s, not %s',
-                    (SELECT r1 FROM cf_r), etl_test.token((SELECT r1 FROM cf_r)), etl_test.token((SELECT r1 FROM cf_r))),
-    'a second report of a finished run is refused with ETL01');
+    'ETL01', format('stale_token: run %s was already reported: it is success', (SELECT r1 FROM cf_r)),
+    'a second report of a finished run is refused with ETL01, saying so');
 SELECT etl_test.finish_running();
 SELECT etl_test.finish_running();  -- cf_3 may not be running; harmless
 

@@ -287,6 +287,10 @@ language plpgsql
 set search_path = ''
 as $$
 begin
+  if p_status <> 'running' and p_current is not distinct from p_token then
+    raise exception 'stale_token: run % was already reported: it is %', p_run_id, p_status
+      using errcode = 'ETL01', hint = 'a second report of the same attempt; drop this result';
+  end if;
   raise exception 'stale_token: run % is % and its current attempt token is %, not %',
     p_run_id, p_status, coalesce(p_current::text, 'none'), p_token
     using errcode = 'ETL01', hint = 'the lease was lost or the run was reported already; drop this result';

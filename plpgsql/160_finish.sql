@@ -110,6 +110,22 @@ begin
   perform etl._check_outcome(v_status, v_category, array['success', 'partial_success', 'failed', 'cancelled'],
                              'outcome.status must be success, partial_success, failed or cancelled',
                              'for a failure');
+  -- (One jsonpath test on the common path; which field it was is looked up only when one is bad.)
+  if p_outcome @? '$ ? (exists(@.records_read ? (@.type() != "null" && (@.type() != "number" || @ < 0 || @.floor() != @)))
+                     || exists(@.records_written ? (@.type() != "null" && (@.type() != "number" || @ < 0 || @.floor() != @)))
+                     || exists(@.page_count ? (@.type() != "null" && (@.type() != "number" || @ < 0 || @.floor() != @)))
+                     || exists(@.rows_affected ? (@.type() != "null" && (@.type() != "number" || @ < 0 || @.floor() != @)))
+                     || exists(@.http_status ? (@.type() != "null" && (@.type() != "number" || @.floor() != @))))' then
+    raise exception 'outcome.% must be a whole number (a count: from 0), got %',
+      (select k from pg_catalog.unnest(array['records_read', 'records_written', 'page_count', 'rows_affected',
+                                             'http_status']) k
+        where case when coalesce(p_outcome -> k, 'null') = 'null' then false
+                   when pg_catalog.jsonb_typeof(p_outcome -> k) <> 'number' then true
+                   else (p_outcome ->> k)::numeric <> pg_catalog.floor((p_outcome ->> k)::numeric)
+                        or (k <> 'http_status' and (p_outcome ->> k)::numeric < 0) end
+        limit 1),
+      p_outcome using errcode = 'invalid_parameter_value';
+  end if;
   select j.* into v_job from etl.jobs j where j.job_id = p_run.job_id;
 
   -- A run with items: the engine, not the runner, says how it went.
