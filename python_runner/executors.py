@@ -43,7 +43,13 @@ def outcome_from_exception(exc: BaseException) -> dict[str, Any]:
 
 def resolve_callable(target: str) -> Callable[[JobContext], Any]:
     module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        # The runner's environment, not the data: retrying on this runner cannot help.
+        raise JobError(f"{target}: module {module_name} cannot be imported by this runner ({exc}); "
+                       "put it on the runner's PYTHONPATH", category="SYSTEM", transient=False,
+                       error_type="bad_target") from exc
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise JobError(f"{target}: {attr!r} is not a callable of module {module_name}",

@@ -38,5 +38,9 @@ SERVICE_HEARTBEAT = """
 insert into etl.service_heartbeats as h (instance_id, service, version, host, pid, status, slots, busy_slots)
 values (%(instance_id)s, 'runner', %(version)s, %(host)s, %(pid)s, %(status)s, %(slots)s, %(busy)s)
 on conflict (instance_id) do update
-   set status = excluded.status, busy_slots = excluded.busy_slots, last_seen = now()
+   set status = excluded.status, busy_slots = excluded.busy_slots, last_seen = now(),
+       -- A worker id used again by a new process: the row describes the new one.
+       version = excluded.version, host = excluded.host, slots = excluded.slots, pid = excluded.pid,
+       started_at = case when h.pid is distinct from excluded.pid or h.host is distinct from excluded.host
+                         then now() else h.started_at end
 """

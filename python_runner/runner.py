@@ -385,6 +385,7 @@ class Runner:
                                   c.kind, time.monotonic() - f.claimed_at)
         if next_claims:
             self.metrics.claimed(len(next_claims))
+        self.metrics.slots(len(self.in_flight), self.slots)  # (the claim loop may not wake: see below)
         # The claim loop fills the freed slot, unless the report's own claim already took all
         # there was (it came back short): then there is nothing to claim until a NOTIFY says so.
         if not short_claim[0]:
@@ -423,6 +424,15 @@ class Runner:
 
     def run(self) -> int:
         """The claim loop; returns the process exit code."""
+        if self.metrics_port is not None:
+            # First: a port that is taken ends the start before anything else is opened.
+            try:
+                port = self.metrics.serve(self.metrics_port, addr=self.metrics_host)
+            except OSError as exc:
+                self.log.error("cannot serve metrics", fields={
+                    "action": "metrics", "host": self.metrics_host, "port": self.metrics_port, "error": str(exc)})
+                return 2
+            self.log.info("metrics served", fields={"action": "metrics", "host": self.metrics_host, "port": port})
         # Reports (with the claim of the next runs) go through a stack of connections, one per slot
         # open from the start, the most recently used first: a chain's steps stay on one hot
         # backend, and the first reports of a pipeline do not wait for backend starts. SQL jobs,
@@ -440,9 +450,6 @@ class Runner:
                 t.start()
             self.log_sink = RunLogHandler(self.dsn)
             self.job_logger.addHandler(self.log_sink)
-            if self.metrics_port is not None:
-                port = self.metrics.serve(self.metrics_port, addr=self.metrics_host)
-                self.log.info("metrics served", fields={"action": "metrics", "host": self.metrics_host, "port": port})
             conn = self._retrying("connect", self._connect, attempts=30)
             self.reports.fill(self.slots)
             self._service_beat(conn, "running")
