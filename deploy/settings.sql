@@ -38,7 +38,7 @@ INSERT INTO etl.settings (name, value, description, min_value, max_value) VALUES
   ('upstream_wait_limit_seconds', '3600'::jsonb,
    'How long a run triggered alone waits for its parents'' latest runs to succeed before it is skipped.', 0, 604800),
   ('environment', '"dev"'::jsonb,
-   'Environment name shown in the CLI banner (dev, stage, prod).', NULL, NULL),
+   'Environment name (dev, stage, prod): a label for operators and dashboards.', NULL, NULL),
   ('log_retention_days', '30'::jsonb,
    'Run logs older than this are purged by the tick.', 1, 3650);
 

@@ -368,7 +368,8 @@ begin
     returning r.run_id, r.pipeline_run_id
   )
   insert into etl.run_events (run_id, pipeline_run_id, event_type, from_status, to_status, actor, detail)
-  select q.run_id, q.pipeline_run_id, 'status', 'pending', 'queued', session_user, '{"why": "upstream succeeded"}'
+  select q.run_id, q.pipeline_run_id, 'status', 'pending', 'queued', session_user,
+         '{"why": "a root of its pipeline run (nothing upstream in it)"}'
     from queued q;
   get diagnostics v_count = row_count;
   -- The others wait for an outside parent: etl._try_release starts their wait limit.
