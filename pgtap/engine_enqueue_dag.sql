@@ -4,7 +4,7 @@
 -- waits across pipeline runs, full-refresh approval, audit and run_events).
 
 BEGIN;
-SELECT plan(78);
+SELECT plan(83);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -78,6 +78,18 @@ SELECT is(etl.trigger_pipeline(jobs => ARRAY['ed_plain'], idempotency_key => 'ed
     'trigger_pipeline with the same idempotency_key twice returns the same pipeline run');
 SELECT is((SELECT count(*)::int FROM etl.pipeline_runs WHERE idempotency_key = 'ed-key-1'), 1,
     'the repeated idempotency_key created one pipeline run');
+SELECT is((SELECT count(*)::int FROM etl.audit_log WHERE action = 'trigger_pipeline'
+             AND target_id = (SELECT pipeline_run_id FROM etl.pipeline_runs WHERE idempotency_key = 'ed-key-1')::text), 1,
+    'and one audit row: a replay is no new action');
+SELECT throws_like($$SELECT etl.trigger_pipeline(jobs => ARRAY['ed_params'], idempotency_key => 'ed-key-1')$$,
+    'idempotency key "ed-key-1" belongs to pipeline run % of another request (selection {"jobs": ["ed_plain"]%: use a new key',
+    'the same idempotency key with another selection is refused');
+SELECT throws_like($$SELECT etl.run_job('ed_off', correlation_id => '11111111-1111-1111-1111-111111111111')$$,
+    'correlation id 11111111-1111-1111-1111-111111111111 belongs to run % of another request (job ed_plain%: use a new id',
+    'the same correlation id for another job is refused');
+SELECT is((SELECT count(*)::int FROM etl.audit_log WHERE action = 'run_job'
+             AND target_id = (SELECT run_id FROM etl.runs WHERE correlation_id = '11111111-1111-1111-1111-111111111111')::text), 1,
+    'a replayed run_job is audited once');
 
 -- ---------------------------------------------------------------- selection: tags, layer, downstream
 SELECT etl_test.make_job('ed_t1'); SELECT etl_test.make_job('ed_t2');
@@ -230,6 +242,11 @@ SELECT etl_test.make_job('ed_dp'); SELECT etl_test.make_job('ed_dc');
 SELECT etl_test.dep('ed_dp', 'ed_dc');
 SELECT is(etl_test.succeed(etl.run_job('ed_dp', dry_run => true)), 'success', 'a dry run of the parent succeeds');
 SELECT is(etl_test.status(etl.run_job('ed_dc')), 'pending', 'but is no upstream success: it changed no data');
+CREATE TEMP TABLE ed_corr AS
+  SELECT etl.run_job('ed_dp', downstream => true, correlation_id => '22222222-2222-2222-2222-222222222222') AS r;
+SELECT is((SELECT j.slug FROM etl.runs r JOIN etl.jobs j USING (job_id)
+            WHERE r.run_id = (SELECT r FROM ed_corr) AND r.correlation_id = '22222222-2222-2222-2222-222222222222'),
+    'ed_dp', 'with downstream, the named job''s run carries the correlation id');
 
 SELECT etl_test.make_job('ed_wp'); SELECT etl_test.make_job('ed_wc');
 SELECT etl_test.dep('ed_wp', 'ed_wc');

@@ -119,6 +119,38 @@ $$;
 comment on function etl._critical_paths(bigint[]) is
   'etl._critical_paths over the edges of the selection (etl._selection_edges).';
 
+create or replace function etl._replayed_pipeline_run(
+  p_idempotency_key text, p_selection jsonb, p_params jsonb, p_dry_run boolean, p_mode text)
+returns bigint
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_pr etl.pipeline_runs;
+begin
+  if p_idempotency_key is null then
+    return null;
+  end if;
+  select p.* into v_pr from etl.pipeline_runs p where p.idempotency_key = p_idempotency_key;
+  if not found then
+    return null;
+  end if;
+  -- GUARD: a key names one request. The same key with another request is a client's bug: the
+  -- caller would be told its request ran when another one did.
+  if v_pr.selection is distinct from coalesce(p_selection, '{}') or v_pr.params is distinct from coalesce(p_params, '{}')
+     or v_pr.dry_run is distinct from p_dry_run or v_pr.mode is distinct from p_mode then
+    raise exception 'idempotency key "%" belongs to pipeline run % of another request (selection %, params %, mode %, dry run %): use a new key',
+      p_idempotency_key, v_pr.pipeline_run_id, v_pr.selection, v_pr.params, v_pr.mode, v_pr.dry_run
+      using errcode = 'invalid_parameter_value';
+  end if;
+  return v_pr.pipeline_run_id;
+end;
+$$;
+comment on function etl._replayed_pipeline_run(text, jsonb, jsonb, boolean, text) is
+  'The pipeline run an idempotency key already created for this same request (selection, params, '
+  'dry run, mode), NULL for a new key; 22023 when the key was used for another request.';
+
 create or replace function etl._create_pipeline_run(
   p_job_ids bigint[], p_selection jsonb, p_params jsonb, p_dry_run boolean, p_reason text,
   p_idempotency_key text, p_mode text, p_transaction_scope text, p_approval jsonb,
@@ -143,12 +175,14 @@ declare
   v_children bigint[] := '{}';
   v_types text[] := '{}';
   v_snapshot jsonb := '[]';
+  v_named_job bigint;
 begin
-  if p_idempotency_key is not null then
-    select pipeline_run_id into v_pid from etl.pipeline_runs where idempotency_key = p_idempotency_key;
-    if found then
-      return v_pid;
-    end if;
+  v_pid := etl._replayed_pipeline_run(p_idempotency_key, p_selection, p_params, p_dry_run, p_mode);
+  if v_pid is not null then
+    return v_pid;
+  end if;
+  if p_correlation_id is not null then
+    select j.job_id into v_named_job from etl.jobs j where j.slug = p_selection #>> '{jobs,0}';
   end if;
   if coalesce(pg_catalog.cardinality(p_job_ids), 0) = 0 then
     raise exception 'the selection % matches no enabled job', p_selection using errcode = 'invalid_parameter_value';
@@ -262,7 +296,9 @@ begin
   insert into etl.runs (pipeline_run_id, job_id, correlation_id, status, mode, dry_run, params,
                         parameter_fingerprint, priority, critical_path_ms, logical_date, scheduled_at,
                         max_attempts, param_snapshot, group_id, reason)
-  select v_pid, v.job_id, coalesce(case when v_single then p_correlation_id end, pg_catalog.gen_random_uuid()),
+  -- (The correlation id is the named job's: run_job names one, its downstream runs get their own.)
+  select v_pid, v.job_id,
+         coalesce(case when v.job_id = v_named_job then p_correlation_id end, pg_catalog.gen_random_uuid()),
          'pending', p_mode, p_dry_run, v.params,
          case when v.params = '{}'::jsonb then v_no_params else etl.param_fingerprint(v.params) end,
          v.priority, coalesce((v_ranks ->> v.job_id::text)::bigint, 0),
@@ -469,6 +505,12 @@ begin
   v_selection := pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
     'jobs', trigger_pipeline.jobs, 'tags', trigger_pipeline.tags, 'layer', trigger_pipeline.layer,
     'downstream', trigger_pipeline.downstream));
+  -- A replay of a request already made returns its pipeline run, and is no new action to audit.
+  v_pid := etl._replayed_pipeline_run(trigger_pipeline.idempotency_key, v_selection, trigger_pipeline.params,
+                                      trigger_pipeline.dry_run, trigger_pipeline.mode);
+  if v_pid is not null then
+    return v_pid;
+  end if;
   v_pid := etl._create_pipeline_run(
     etl._select_jobs(trigger_pipeline.jobs, trigger_pipeline.tags, trigger_pipeline.layer, trigger_pipeline.downstream),
     v_selection, trigger_pipeline.params, trigger_pipeline.dry_run, trigger_pipeline.reason,
@@ -503,13 +545,22 @@ declare
   v_run bigint;
   v_pid bigint;
   v_job_id bigint;
+  v_replay record;
 begin
   perform etl._assert_primary();
   -- Idempotent: the same correlation id returns the run it created before.
   if run_job.correlation_id is not null then
-    select r.run_id into v_run from etl.runs r where r.correlation_id = run_job.correlation_id;
+    select r.run_id, j.slug, r.params, r.dry_run, r.mode into v_replay
+      from etl.runs r join etl.jobs j on j.job_id = r.job_id where r.correlation_id = run_job.correlation_id;
     if found then
-      return v_run;
+      -- GUARD: a correlation id names one request (its params after defaults are the run's own).
+      if v_replay.slug <> run_job.job or v_replay.dry_run <> run_job.dry_run or v_replay.mode <> run_job.mode
+         or not (v_replay.params @> coalesce(run_job.params, '{}')) then
+        raise exception 'correlation id % belongs to run % of another request (job %, params %, mode %, dry run %): use a new id',
+          run_job.correlation_id, v_replay.run_id, v_replay.slug, v_replay.params, v_replay.mode, v_replay.dry_run
+          using errcode = 'invalid_parameter_value';
+      end if;
+      return v_replay.run_id;  -- a replay: nothing new to audit
     end if;
   end if;
   v_pid := etl._create_pipeline_run(

@@ -28,7 +28,7 @@ BEGIN
        '_assert_primary', '_record_transition', '_notify_runnable', '_run_transition_is_legal',
        '_check_run_transition', '_resize_slots', '_is_iso_date', '_is_iso_timestamp', '_validate_params', '_refuse_dependency_cycle',
        '_latest_run_succeeded', '_try_release', '_release_children', '_skip_descendants',
-       '_finalize_pipeline', '_create_pipeline_run', '_select_jobs', 'trigger_pipeline', 'run_job',
+       '_finalize_pipeline', '_replayed_pipeline_run', '_create_pipeline_run', '_select_jobs', 'trigger_pipeline', 'run_job',
        'claim', '_lock_current_attempt', 'heartbeat', 'classify_error', 'backoff_ms', '_finish',
        '_advance_cursor', '_raise_run_failed_alert', 'finish', 'finish_many', 'cancel',
        'cancel_pipeline', '_require_reason', '_reopen_run', 'retry', 'retry_pipeline', '_refuse_unapproved_retry', 'set_setting', 'set_job_enabled', 'next_wakeup',
