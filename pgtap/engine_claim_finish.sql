@@ -3,7 +3,7 @@
 -- backoff, error classification, skips, alerts, cursors, finish_many, pipeline closure).
 
 BEGIN;
-SELECT plan(103);
+SELECT plan(106);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -316,6 +316,14 @@ SELECT is((SELECT etl.finish(r, etl_test.claim_run(r), '{"status": "success", "c
              FROM etl.run_job('cf_inc') r), 'success', 'a later success reports an older cursor value');
 SELECT is((SELECT cursor_value FROM etl.cursors WHERE job_id = etl_test.job('cf_inc')), '2024-01-02T00:00:00Z'::timestamptz,
     'the cursor never moves backwards');
+UPDATE etl.cursors SET tiebreak_value = '9' WHERE job_id = etl_test.job('cf_inc');
+SELECT is((SELECT etl.finish(r, etl_test.claim_run(r), '{"status": "success", "cursor": {"value": "2024-01-02T00:00:00Z", "tiebreak": "10"}}')
+             FROM etl.run_job('cf_inc') r), 'success', 'a success at the same cursor value reports tie-break 10 after 9');
+SELECT is((SELECT tiebreak_value FROM etl.cursors WHERE job_id = etl_test.job('cf_inc')), '10',
+    'numeric tie-breaks compare as numbers: 10 comes after 9');
+SELECT ok(etl._tiebreak_after('b', 'a') AND NOT etl._tiebreak_after('a', 'b') AND etl._tiebreak_after('x', NULL)
+          AND NOT etl._tiebreak_after(NULL, 'x') AND NOT etl._tiebreak_after('9', '10'),
+    'other tie-breaks compare as text; none is never after one');
 SELECT etl_test.make_job('cf_lr');
 UPDATE etl.jobs SET supports_incremental = true, incremental_strategy = 'last_run' WHERE slug = 'cf_lr';
 SELECT is((SELECT etl.finish(r, etl_test.claim_run(r), '{"status": "success"}')

@@ -276,6 +276,24 @@ comment on function etl._finish(etl.runs, bigint, jsonb, text) is
   'a group leader carries its members along (etl._group_follow). Internal: etl.finish, '
   'etl.finish_many and the lease reaper call it.';
 
+create or replace function etl._tiebreak_after(p_new text, p_old text)
+returns boolean
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  -- Ids compare as numbers (10 after 9), anything else as text; a tie-break where there was none
+  -- is a step forward.
+  select case when p_new is null then false
+              when p_old is null then true
+              when p_new ~ '^-?[0-9]{1,30}$' and p_old ~ '^-?[0-9]{1,30}$' then p_new::numeric > p_old::numeric
+              else p_new > p_old end
+$$;
+comment on function etl._tiebreak_after(text, text) is
+  'Whether tie-break key p_new comes after p_old at one cursor value: numerically for integers '
+  '(10 after 9), as text otherwise. Internal.';
+
 create or replace function etl._advance_cursor(
   p_job etl.jobs, p_run etl.runs, p_param_hash text, p_params jsonb, p_cursor jsonb)
 returns void
@@ -301,14 +319,15 @@ begin
          tiebreak_value = case
                             when p_run.mode = 'full' or excluded.cursor_value > c.cursor_value then excluded.tiebreak_value
                             when excluded.cursor_value = c.cursor_value
-                              then greatest(c.tiebreak_value, excluded.tiebreak_value)
+                                 and etl._tiebreak_after(excluded.tiebreak_value, c.tiebreak_value)
+                              then excluded.tiebreak_value
                             else c.tiebreak_value end,
          metadata = c.metadata || excluded.metadata,
          last_run_id = excluded.last_run_id,
          advance_count = c.advance_count
                          + coalesce(p_run.mode = 'full' or excluded.cursor_value > c.cursor_value
                                     or (excluded.cursor_value = c.cursor_value
-                                        and excluded.tiebreak_value > c.tiebreak_value), false)::int,
+                                        and etl._tiebreak_after(excluded.tiebreak_value, c.tiebreak_value)), false)::int,
          updated_at = pg_catalog.now();
 end;
 $$;

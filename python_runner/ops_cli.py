@@ -501,7 +501,9 @@ def _wait_pipeline(conn, pipeline_run_id: int, timeout: float | None, as_json: b
                            f"attempt {r['attempt_count']}", err=as_json)
         if rows and all(r["status"] in FINAL_STATUSES for r in rows):
             bad = [r for r in rows if r["status"] not in GOOD_STATUSES]
-            click.echo("finished: " + (", ".join(f"{r['slug']} {r['status']}" for r in bad) or "success"),
+            # A partial success is a good end (exit 0), but not a plain success: say which.
+            partial = [r for r in rows if r["status"] == "partial_success"]
+            click.echo("finished: " + (", ".join(f"{r['slug']} {r['status']}" for r in bad + partial) or "success"),
                        err=as_json)
             return (EXIT_FAILED if bad else EXIT_OK), rows
         if deadline is not None and time.monotonic() >= deadline:

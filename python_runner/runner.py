@@ -107,6 +107,7 @@ class InFlight:
     lost: bool = False
     handed_back: bool = False
     last_beat: float = field(default_factory=time.monotonic)
+    items_failed: int = 0  # this attempt's items that failed (the engine works out the run's outcome)
 
 
 def _redacted_outcome(outcome: dict) -> dict:
@@ -296,8 +297,11 @@ class Runner:
                 outcome = {"status": "cancelled", "message": "cancelled by an operator"}
         wants_refresh = c.refreshes or any(m.get("refreshes") for m in (c.group_members or []))
         if wants_refresh and not f.lost and outcome.get("status") != "cancelled":
+            # A run with items reports success when its items are done; it succeeded only if none
+            # of them failed (else it is retried, fails, or ends a partial success: no on_success).
+            succeeded = outcome.get("status") in ("success", "partial_success") and not f.items_failed
             try:
-                units.refresh_views(self, f, succeeded=outcome.get("status") in ("success", "partial_success"))
+                units.refresh_views(self, f, succeeded=succeeded)
             except psycopg.Error as exc:
                 if getattr(exc, "sqlstate", None) == STALE_TOKEN:
                     f.lost = True

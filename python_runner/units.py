@@ -93,6 +93,7 @@ def run_items(runner: "Runner", f: "InFlight") -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=max(1, c.item_concurrency), thread_name_prefix=f"items-{c.run_id}") as pool:
         for fut in [pool.submit(one, item) for item in items]:
             fut.result()
+    f.items_failed = done["failed"]
     if lost.is_set():
         raise LeaseLost(f"run {c.run_id}: attempt {c.token} lost its lease while running items")
     if f.ctx.cancelled:

@@ -282,3 +282,20 @@ def test_unapproved_full_refresh_is_refused_and_enqueues_nothing(silver):
         assert p["mode"] == "full" and p["full_refresh_confirmed"] and p["approval_reason"] == "rebuild after fix"
         assert p["approved_by"]
         assert count(c, "etl.audit_log where action = 'run_job' and details -> 'approval' ->> 'confirmed' = 'true'") == 1
+
+
+def test_a_run_whose_items_failed_refreshes_no_on_success_view(db, start_runner):
+    with db.connect() as c:
+        c.execute(CALLS)
+        c.execute("create materialized view public.mv_calls as select count(*) as n from public.test_calls")
+        add_job(c, "items_fail", "runner_jobs:item_call", supports_params=True, max_attempts=1,
+                items_source=json.dumps({"static": [{"region": "eu"}, {"region": "us", "fail": "permanent"}]}))
+        c.execute("insert into etl.refresh_targets (schema_name, view_name) values ('public', 'mv_calls')")
+        c.execute("insert into etl.job_refresh_targets (job_id, refresh_target_id) "
+                  "select j.job_id, t.refresh_target_id from etl.jobs j, etl.refresh_targets t where j.slug = 'items_fail'")
+        run = c.execute("select etl.run_job('items_fail') as r").fetchone()["r"]
+        start_runner(slots=1)
+        wait_for(lambda: finished(c, run), what="the run to end")
+        assert run_status(c, run) == "failed"
+        assert count(c, "etl.run_refreshes where run_id = %s" % run) == 0
+        assert c.execute("select n from public.mv_calls").fetchone()["n"] == 0, "the view was refreshed"

@@ -590,3 +590,9 @@ def test_runs_show_gives_the_jobs_lineage_when_the_run_reported_none(cli, diamon
     assert "lineage: reads bronze.customers, bronze.orders; writes silver.orders (the job's definition)" in shown.output
     as_json = json.loads(cli("runs", "show", str(run_id), "--json").output)
     assert as_json["job_lineage"] == {"read": ["bronze.customers", "bronze.orders"], "write": ["silver.orders"]}
+
+
+def test_run_wait_says_partial_success(cli, db, diamond):
+    res = run_while_finishing(cli, db, '{"status": "partial_success"}', "run", "a", "--wait", "--timeout", "20")
+    assert res.exit_code == 0, res.output
+    assert "finished: a partial_success" in res.output
