@@ -1103,7 +1103,31 @@ def validate_against_db(defs: Definitions, conn, strict: bool = False) -> None:
     for j in defs.jobs:
         for d in j.depends_on:
             edges.setdefault(d, set()).add(j.slug)
-    for cyc in find_cycles(edges):
+    cycles = find_cycles(edges)
+    for cyc in cycles:
         first = next((defs.job(s) for s in cyc if defs.job(s) is not None), None)
         file, who = (first.file, first.slug) if first else ("(database)", cyc[0])
         _Ctx(defs, file, f"job {who}").error("depends_on", "dependency cycle " + " -> ".join(cyc))
+    if not cycles:
+        _check_groups_can_run_as_units(defs, edges)
+
+
+def _check_groups_can_run_as_units(defs: Definitions, edges: dict[str, set[str]]) -> None:
+    """A group runs as one unit under transaction_scope per_group: a job outside it that depends on
+    one member and is a parent of another would have to run both before and after the unit (the
+    engine refuses such a trigger; better said at apply)."""
+    for g in defs.groups:
+        unit = f"[group {g.name}]"
+        node = {m: unit for m in g.members}
+        contracted: dict[str, set[str]] = {}
+        for parent, children in edges.items():
+            for child in children:
+                p, ch = node.get(parent, parent), node.get(child, child)
+                if p != ch:
+                    contracted.setdefault(p, set()).add(ch)
+        for cyc in find_cycles(contracted):
+            if unit in cyc:
+                _Ctx(defs, g.file, f"group {g.name}").error(
+                    "members", "run as one unit (transaction_scope per_group), the group closes the cycle "
+                    + " -> ".join(cyc) + ": a job outside the group runs between two of its members")
+                break

@@ -369,3 +369,29 @@ def test_a_hint_to_quote_what_yaml_typed(cli, conn, tmp_path):
             '2024-01-01 as a date: write "2024-01-01")',
             "job a: parameters.c.allowed: value False is not of type string (YAML reads an unquoted "
             "yes/no/on/off/true/false as a boolean: put the value in quotes)")
+
+
+def test_a_group_a_job_outside_it_runs_between_is_refused(cli, conn, tmp_path):
+    f = write(tmp_path, "a.yml", """
+        jobs:
+          - {slug: g_a, kind: python, target: "m:f"}
+          - {slug: g_x, kind: python, target: "m:f", depends_on: [g_a]}
+          - {slug: g_c, kind: python, target: "m:f", depends_on: [g_x]}
+        groups:
+          - {name: core, members: [g_a, g_c]}
+        """)
+    refused(cli, conn, tmp_path, f,
+            "a.yml: group core: members: run as one unit (transaction_scope per_group), the group closes the cycle",
+            "g_x", "a job outside the group runs between two of its members")
+
+
+def test_a_group_with_a_job_outside_it_only_downstream_is_applied(cli, conn, tmp_path):
+    f = write(tmp_path, "a.yml", """
+        jobs:
+          - {slug: g_a, kind: python, target: "m:f"}
+          - {slug: g_c, kind: python, target: "m:f", depends_on: [g_a]}
+          - {slug: g_x, kind: python, target: "m:f", depends_on: [g_c]}
+        groups:
+          - {name: core, members: [g_a, g_c]}
+        """)
+    assert cli(f).exit_code == 0
