@@ -5,7 +5,7 @@
 -- metrics of runs and attempts.
 
 BEGIN;
-SELECT plan(80);
+SELECT plan(85);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -221,6 +221,16 @@ SELECT is(etl_test.fin((SELECT r FROM it_i), '{"status": "success"}'), 'partial_
     'with allow_partial_success and one item succeeded, a permanent item failure makes the run partial_success');
 SELECT is((SELECT (status, error_category, error_type, items_succeeded, items_failed)::text FROM etl.runs WHERE run_id = (SELECT r FROM it_i)),
     '(partial_success,DATA,item_failed,1,1)', 'the partial run records error_type item_failed');
+SELECT is(etl.retry((SELECT r FROM it_i), 'row 2 fixed'), 1, 'a partial success is retried for its items that did not succeed');
+SELECT is((SELECT array_agg(status ORDER BY item_no) FROM etl.run_items WHERE run_id = (SELECT r FROM it_i)),
+    ARRAY['success', 'pending'], 'the item that succeeded is kept, the failed one is pending again');
+SELECT is((SELECT count(*)::int FROM etl.start_items((SELECT r FROM it_i), etl_test.claim_run((SELECT r FROM it_i)))), 1,
+    'the retry runs the failed item only');
+SELECT etl_test.fi((SELECT r FROM it_i), 2, '{"status": "success"}');
+SELECT is(etl_test.fin((SELECT r FROM it_i), '{"status": "success"}'), 'success', 'and the run now succeeds');
+SELECT throws_like(format('SELECT etl.retry(%s, ''again'')', (SELECT r FROM it_i)),
+    '%is success: only failed, cancelled or skipped runs can be retried (or a partial success, for its items that did not succeed)',
+    'a success is not retried');
 CREATE TEMP TABLE it_j AS SELECT etl.run_job('it_part') AS r;
 SELECT etl.start_items((SELECT r FROM it_j), etl_test.claim_run((SELECT r FROM it_j)));
 SELECT etl_test.fi((SELECT r FROM it_j), 1, '{"status": "failed", "error_category": "DATA"}');

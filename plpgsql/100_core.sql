@@ -93,8 +93,10 @@ begin
     when 'pending' then p_to in ('queued', 'skipped', 'cancelled')
     when 'queued' then p_to in ('running', 'skipped', 'cancelled', 'pending')
     when 'running' then p_to in ('success', 'partial_success', 'failed', 'queued', 'cancelled')
-    -- retry: a run that did not succeed starts a new attempt path
+    -- retry: a run that did not succeed starts a new attempt path (a partial success: for its
+    -- items that did not succeed)
     when 'failed' then p_to in ('queued', 'pending')
+    when 'partial_success' then p_to in ('queued', 'pending')
     when 'skipped' then p_to in ('queued', 'pending')
     when 'cancelled' then p_to in ('queued', 'pending')
     else false
@@ -104,7 +106,8 @@ $$;
 comment on function etl._run_transition_is_legal(text, text) is
   'The run lifecycle: pending -> queued -> running -> success | partial_success | failed | cancelled, '
   'running -> queued (retry with backoff), pending/queued -> skipped | cancelled, and failed, '
-  'skipped or cancelled -> queued/pending through etl.retry. success and partial_success are final.';
+  'skipped, cancelled or partial_success (its items that did not succeed) -> queued/pending through '
+  'etl.retry. success is final.';
 
 create or replace function etl._check_run_transition()
 returns trigger

@@ -135,6 +135,19 @@ comment on function etl._reopen_run(etl.runs, text, boolean) is
   'Starts a new attempt path for a run that did not succeed: a fresh budget of max_attempts; its '
   'items that did not succeed are pending again.';
 
+create or replace function etl._has_items_to_retry(p_run etl.runs)
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select p_run.status = 'partial_success'
+     and exists (select 1 from etl.run_items i
+                  where i.run_id = p_run.run_id and i.status in ('failed', 'skipped', 'cancelled'))
+$$;
+comment on function etl._has_items_to_retry(etl.runs) is
+  'A partial success with items that did not succeed: etl.retry re-runs those items (the successes are kept).';
+
 create or replace function etl._refuse_unapproved_retry(p_pipeline_run_id bigint)
 returns void
 language plpgsql
@@ -175,9 +188,9 @@ begin
   if v_run.group_leader_run_id is not null then
     return etl.retry(v_run.group_leader_run_id, retry.reason);
   end if;
-  if v_run.status not in ('failed', 'cancelled', 'skipped') then
-    raise exception 'run % is %: only failed, cancelled or skipped runs can be retried', retry.run_id, v_run.status
-      using errcode = 'object_not_in_prerequisite_state';
+  if not (v_run.status in ('failed', 'cancelled', 'skipped') or etl._has_items_to_retry(v_run)) then
+    raise exception 'run % is %: only failed, cancelled or skipped runs can be retried (or a partial success, for its items that did not succeed)',
+      retry.run_id, v_run.status using errcode = 'object_not_in_prerequisite_state';
   end if;
   -- GUARD: a run whose parent in the pipeline run ended without success would wait for good.
   select p.run_id, j.slug, p.status into v_up
@@ -215,8 +228,8 @@ begin
 end;
 $$;
 comment on function etl.retry(bigint, text) is
-  'Retries a failed, cancelled or skipped run with a fresh attempt budget (attempt numbers continue), '
-  'and re-opens its skipped descendants. Refused (55000, naming the run to retry) when a parent in its '
+  'Retries a failed, cancelled or skipped run, or a partial success for its items that did not '
+  'succeed, with a fresh attempt budget (attempt numbers continue), and re-opens its skipped descendants. Refused (55000, naming the run to retry) when a parent in its '
   'pipeline run ended without success: the run would wait for good. Audited; returns the number of '
   'runs re-opened.';
 
@@ -240,7 +253,8 @@ begin
   -- Keep the successes; re-open what failed or never ran.
   for v_run in
     select r.* from etl.runs r
-     where r.pipeline_run_id = retry_pipeline.pipeline_run_id and r.status in ('failed', 'cancelled', 'skipped')
+     where r.pipeline_run_id = retry_pipeline.pipeline_run_id
+       and (r.status in ('failed', 'cancelled', 'skipped') or etl._has_items_to_retry(r))
      order by r.run_id for update
   loop
     perform etl._reopen_run(v_run, retry_pipeline.reason, false);
