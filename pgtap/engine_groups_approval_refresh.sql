@@ -137,8 +137,8 @@ SELECT is((SELECT (status, skip_reason)::text FROM etl.runs WHERE run_id = (SELE
 SELECT is((SELECT status FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT pid FROM gr_2)), 'failed', 'the pipeline run fails');
 
 -- ---------------------------------------------------------------- retry of a member retries the group
-SELECT is(etl.retry((SELECT g2 FROM gr_2r), 'fixed the data'), 2,
-    'etl.retry of the member retries its group: the leader and the member''s skipped child are re-opened');
+SELECT is(etl.retry((SELECT g2 FROM gr_2r), 'fixed the data'), 3,
+    'etl.retry of the member retries its group: the leader, the member and the member''s skipped child are re-opened (and counted)');
 SELECT is(ARRAY[etl_test.status((SELECT g1 FROM gr_2r)), etl_test.status((SELECT g2 FROM gr_2r))], ARRAY['queued', 'pending'],
     'the leader is back in the queue, the member pending with it');
 SELECT ok(EXISTS (SELECT 1 FROM etl.audit_log WHERE action = 'retry' AND target_id = (SELECT g1 FROM gr_2r)::text),

@@ -205,6 +205,8 @@ begin
   update etl.pipeline_runs p set status = 'running', ended_at = null
    where p.pipeline_run_id = v_run.pipeline_run_id;
   perform etl._reopen_run(v_run, retry.reason, false);
+  -- A group leader's members followed it (etl._group_leader_moved): they count as re-opened too.
+  v_count := v_count + (select pg_catalog.count(*)::integer from etl.runs m where m.group_leader_run_id = retry.run_id);
   perform etl._try_release(retry.run_id);
   -- Its descendants that were skipped because of it wait again.
   for v_child in
