@@ -48,6 +48,7 @@ class Change:
     kind: str          # job, group, refresh_target
     name: str
     fields: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)  # "priority: 1 -> 9", "depends_on: + a, - b"
 
     def line(self) -> str:
         if self.op == "+":
@@ -71,7 +72,23 @@ class Plan:
                 "unchanged": self.unchanged}
 
     def lines(self) -> list[str]:
-        return [c.line() for c in self.changes] + [f"= {self.unchanged} unchanged"]
+        out = []
+        for c in self.changes:
+            out.append(c.line())
+            out += [f"    {x}" for x in c.details]
+        return out + [f"= {self.unchanged} unchanged"]
+
+
+def _shown(value: Any, width: int = 60) -> str:
+    """A value in a plan line: JSON-ish, cut to width."""
+    text = "null" if value is None else json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _set_change(name: str, old: set, new: set, diff: bool = False) -> str:
+    """'tags: + a, - b' (diff: old and new are already what goes and what comes)."""
+    gone, come = (old, new) if diff else (old - new, new - old)
+    return f"{name}: " + ", ".join([f"+ {x}" for x in sorted(come)] + [f"- {x}" for x in sorted(gone)])
 
 
 def _norm_param(p: dict) -> tuple:
@@ -181,6 +198,8 @@ def compute_plan(conn: psycopg.Connection, defs: d.Definitions, prune: bool) -> 
             job_work[j.slug] = w
             continue
         changed = [d.JOB_COLUMNS[c] for c in COLS if j.columns[c] != cur[c]]
+        details = [f"{d.JOB_COLUMNS[c]}: {_shown(cur[c])} -> {_shown(j.columns[c])}"
+                   for c in COLS if j.columns[c] != cur[c]]
         w["columns"] = bool(changed)
         w["tags"] = set(j.tags) != tags.get(j.slug, set())
         w["params"] = sorted(map(_norm_param, j.parameters), key=repr) != sorted(params.get(j.slug, []), key=repr)
@@ -192,10 +211,13 @@ def compute_plan(conn: psycopg.Connection, defs: d.Definitions, prune: bool) -> 
             != sorted(links.get(j.slug, []))
         changed += [name for key, name in (("tags", "tags"), ("params", "parameters"), ("sched", "schedule"),
                                            ("refresh", "refresh")) if w[key]]
+        if w["tags"]:
+            details.append(_set_change("tags", tags.get(j.slug, set()), set(j.tags)))
         if w["add_parents"] or w["drop_parents"]:
             changed.append("depends_on")
+            details.append(_set_change("depends_on", set(w["drop_parents"]), set(w["add_parents"]), diff=True))
         if changed:
-            plan.changes.append(Change("~", "job", j.slug, _uniq(changed)))
+            plan.changes.append(Change("~", "job", j.slug, _uniq(changed), details))
             w["job_id"] = cur["job_id"]
             job_work[j.slug] = w
         else:

@@ -124,8 +124,12 @@ def test_changed_field_is_an_update(cli, conn, tmp_path):
     write(tmp_path, "defs.yml", BASE.replace("priority: 5", "priority: 7").replace("tags: [sales, daily]", "tags: [sales]"))
     r = cli(f)
     assert r.exit_code == 0, r.output
-    assert "~ update job silver_orders (changed fields: priority)" in r.output
-    assert "~ update job bronze_orders (changed fields: tags)" in r.output
+    lines = [x.strip() for x in r.output.splitlines()]
+    # each update says what changed, old -> new, on the lines under it
+    i = lines.index("~ update job silver_orders (changed fields: priority)")
+    assert lines[i + 1] == "priority: 5 -> 7"
+    i = lines.index("~ update job bronze_orders (changed fields: tags)")
+    assert lines[i + 1] == "tags: - daily"
     row = conn.execute("select priority, updated_at from etl.jobs where slug = 'silver_orders'").fetchone()
     assert row["priority"] == 7 and row["updated_at"] > old
     # schedule change: the active schedule is updated in place, next_run_at recomputed

@@ -85,6 +85,7 @@ def test_dropping_a_parent_defined_in_another_file(cli, conn, tmp_path):
         """)
     r = cli(child, "--dry-run")
     assert "~ update job dp_child (changed fields: depends_on)" in r.output, r.output
+    assert "depends_on: - dp_parent" in r.output, r.output
     assert edges(conn) == [("dp_parent", "dp_child")]
     r = cli(child)
     assert r.exit_code == 0, r.output
