@@ -148,6 +148,9 @@ class Runner:
         self.wake = threading.Event()
         self.lock = threading.Lock()
         self.in_flight: dict[int, InFlight] = {}
+        # Slots promised to claims still in the database (a report's, the loop's): counted as busy
+        # until their runs are in in_flight, so two claimers never take the same free slot.
+        self.reserved = 0
         self.log = FieldsAdapter(make_logger(), {"worker": self.worker_id})
         self.pool: ConnectionPool | None = None
         self.reports: HotConnections | None = None
@@ -316,6 +319,7 @@ class Runner:
         c = f.claim
         next_claims: list[Claimed] = []
         short_claim = [False]
+        reservation = [0]  # slots reserved for the report's claim (see send)
         fields = {"action": "finish", "run_id": c.run_id, "job": c.job_slug, "attempt": c.attempt_no,
                   "status": outcome.get("status"), "error_category": outcome.get("error_category")}
         # Free text leaves the process redacted, as the logs do (structured fields such as a cursor
@@ -329,10 +333,13 @@ class Runner:
                 # trip, one commit per step): a child released by this finish is claimable in it.
                 next_claims.clear()
                 claim = not self.stop.is_set() and not handing_back
-                # Every free slot, this one included: a claim that comes back short took all there was.
-                want = max(1, self.slots - len(self.in_flight) + 1)
+                # Every free slot, this one included (reserved: the claim loop, woken by this
+                # commit's NOTIFY, must not count them free again before they are registered); a
+                # claim that comes back short took all there was. A retried send reserves afresh.
+                self._register(reservation[0], [])
+                reservation[0] = want = self._free_slots(own=1) if claim else 0
                 params = {"run_id": c.run_id, "token": c.token, "outcome": json.dumps(outcome, default=str),
-                          "worker": self.worker_id, "max_runs": want}
+                          "worker": self.worker_id, "max_runs": max(1, want)}
                 with self.reports.connection() as conn:
                     rows = None
                     if claim:
@@ -378,11 +385,10 @@ class Runner:
                         self.log.error("report failed; the lease will expire and the engine retries",
                                        fields={**fields, "error": str(exc).strip()[:300]})
                 break
-        with self.lock:
-            self.in_flight.pop(c.run_id, None)
         # The runs claimed with the report started in the database: they go first, the report's
-        # log line and metrics after.
-        started = [self._start(nxt, submit=i > 0) for i, nxt in enumerate(next_claims)]
+        # log line and metrics after. This run leaves as they come in, in one step.
+        flights = self._register(reservation[0], next_claims, done=c.run_id)
+        started = [self._launch(fl, submit=i > 0) for i, fl in enumerate(flights)]
         if "run_status" in fields:
             self.log.info("run reported", fields=fields)
             self.metrics.finished(c.job_slug, outcome.get("status", "failed"), outcome.get("error_category"),
@@ -405,9 +411,36 @@ class Runner:
             "instance_id": self.worker_id, "version": __version__, "host": socket.gethostname(),
             "pid": os.getpid(), "status": status, "slots": self.slots, "busy": len(self.in_flight)})
 
-    def _start(self, c: Claimed, submit: bool = True) -> InFlight:
-        """Registers a claimed run as in flight and hands it to a slot thread (submit), or returns
-        it for the calling slot thread to run."""
+    def _free_slots(self, own: int = 0) -> int:
+        """Reserves and returns the slots free for a claim (own: slots the caller frees itself).
+        The caller gives them back with _register."""
+        with self.lock:
+            free = max(0, self.slots - len(self.in_flight) - self.reserved) + own
+            self.reserved += free
+            return free
+
+    def _register(self, reserved: int, claimed: list[Claimed], done: int | None = None) -> list[InFlight]:
+        """In one step: the claimed runs become in flight, the finished run `done` leaves, the
+        reservation is given back (the claim loop never sees the slots free in between)."""
+        flights = [self._in_flight_of(c) for c in claimed]
+        with self.lock:
+            if done is not None:
+                self.in_flight.pop(done, None)
+            for f in flights:
+                self.in_flight[f.claim.run_id] = f
+            self.reserved -= reserved
+        return flights
+
+    def _launch(self, f: InFlight, submit: bool = True) -> InFlight:
+        """Hands a registered run to a slot thread (submit), or returns it for the calling one."""
+        c = f.claim
+        self.log.info("claimed", fields={"action": "claim", "run_id": c.run_id,
+                                         "job": c.job_slug, "attempt": c.attempt_no})
+        if submit:
+            f.future = self.executor.submit(self._execute, f)
+        return f
+
+    def _in_flight_of(self, c: Claimed) -> InFlight:
         lease = max(1.0, (c.lease_expires_at.timestamp() - time.time()))
         ctx = JobContext(run_id=c.run_id, attempt_no=c.attempt_no, job=c.job_slug,
                          params=c.params, cursor=c.cursor, dry_run=c.dry_run,
@@ -417,14 +450,7 @@ class Runner:
                              "attempt": c.attempt_no, "attempt_id": c.token}),
                          http=HttpClient(timeout=min(60.0, max(1.0, c.timeout_ms / 1000.0)),
                                          on_request=self.metrics.api_request))
-        f = InFlight(claim=c, ctx=ctx, claimed_at=time.monotonic(), lease_seconds=lease)
-        with self.lock:
-            self.in_flight[c.run_id] = f
-        self.log.info("claimed", fields={"action": "claim", "run_id": c.run_id,
-                                         "job": c.job_slug, "attempt": c.attempt_no})
-        if submit:
-            f.future = self.executor.submit(self._execute, f)
-        return f
+        return InFlight(claim=c, ctx=ctx, claimed_at=time.monotonic(), lease_seconds=lease)
 
     def run(self) -> int:
         """The claim loop; returns the process exit code."""
@@ -464,12 +490,16 @@ class Runner:
                 try:
                     if conn.closed:
                         conn = self._retrying("connect", self._connect)
-                    free = self.slots - len(self.in_flight)
+                    free = self._free_slots()
                     if free > 0:
-                        claimed = self._claim(conn, free)
+                        claimed = []
+                        try:
+                            claimed = self._claim(conn, free)
+                        finally:
+                            flights = self._register(free, claimed)
                         self.metrics.claimed(len(claimed))
-                        for c in claimed:
-                            self._start(c)
+                        for f in flights:
+                            self._launch(f)
                     self.metrics.slots(len(self.in_flight), self.slots)
                     self.metrics.observe_pool(self.pool, self.reports)
                     if time.monotonic() - last_beat > 10:

@@ -431,3 +431,28 @@ def test_a_worker_id_used_again_describes_the_new_process(db, start_runner):
         wait_for(lambda: (row() or {}).get("pid") == second.pid and row()["status"] == "running",
                  what="the second runner's row")
         assert row()["started_at"] > before["started_at"]
+
+
+def test_a_runner_never_holds_more_runs_than_its_slots(db, start_runner):
+    """A finish that releases many children: the report's own claim and the claim loop (woken by
+    that commit's NOTIFY) must not both take the same free slots."""
+    with db.connect() as c:
+        c.execute("select etl.set_setting('parallel_jobs', '16', 'test')")
+        add_timed_job(c, "fan_root", "runner_jobs:sleep_then_ok")
+        for i in range(12):
+            add_timed_job(c, f"fan_{i:02d}", "runner_jobs:sleep_then_ok")
+            edge(c, "fan_root", f"fan_{i:02d}")
+        start_runner(slots=2, worker="fan-runner")
+        for _ in range(3):
+            pid = c.execute("""select etl.trigger_pipeline(jobs => array['fan_root'], downstream => true,
+                                                            params => '{"seconds": 0.3}') as p""").fetchone()["p"]
+            wait_for(lambda: pipeline_status(c, pid) != "running", timeout=60, what="the pipeline to end")
+            assert pipeline_status(c, pid) == "success"
+        # Claimed to ended, per attempt: at no instant more than 2 at once on the one runner.
+        held = c.execute("""
+            select max(n) as most from (
+              select (select count(*) from etl.run_attempts b
+                       where b.worker_id = a.worker_id and b.claimed_at <= a.claimed_at
+                         and b.ended_at > a.claimed_at) as n
+                from etl.run_attempts a where a.worker_id = 'fan-runner') x""").fetchone()["most"]
+        assert held <= 2, f"the runner held {held} runs with 2 slots"
