@@ -52,7 +52,8 @@ def run_items(runner: "Runner", f: "InFlight") -> dict[str, Any]:
     lost = threading.Event()
 
     def one(item: dict) -> None:
-        if lost.is_set() or f.ctx.cancelled:
+        # (A stopping runner starts no new item: the run goes back with what is left, done now.)
+        if lost.is_set() or f.ctx.cancelled or runner.stop.is_set():
             return
         ictx = JobContext(run_id=c.run_id, attempt_no=c.attempt_no, job=c.job_slug, params=item["params"],
                           cursor=item["cursor"], dry_run=c.dry_run, logical_date=c.logical_date,
@@ -98,6 +99,9 @@ def run_items(runner: "Runner", f: "InFlight") -> dict[str, Any]:
         raise LeaseLost(f"run {c.run_id}: attempt {c.token} lost its lease while running items")
     if f.ctx.cancelled:
         return {"status": "cancelled", "message": "cancelled by an operator"}
+    if runner.stop.is_set() and done["n"] < total:
+        return {"status": "failed", "error_category": "SYSTEM", "is_transient": True, "error_type": "runner_shutdown",
+                "message": f"runner {runner.worker_id} stopped: {total - done['n']} of {total} items left for the next attempt"}
     return {"status": "success"}
 
 

@@ -299,3 +299,24 @@ def test_a_run_whose_items_failed_refreshes_no_on_success_view(db, start_runner)
         assert run_status(c, run) == "failed"
         assert count(c, "etl.run_refreshes where run_id = %s" % run) == 0
         assert c.execute("select n from public.mv_calls").fetchone()["n"] == 0, "the view was refreshed"
+
+
+def test_sigterm_during_items_starts_no_new_item_and_hands_the_rest_on(db, start_runner):
+    with db.connect() as c:
+        c.execute(CALLS)
+        add_job(c, "drained_items", "runner_jobs:slow_item", supports_params=True, item_concurrency=1,
+                items_source=json.dumps({"static": [{"k": k, "seconds": 0.5} for k in range(1, 9)]}))
+        run = c.execute("select etl.run_job('drained_items') as r").fetchone()["r"]
+        first = start_runner(slots=1, worker="first", grace=30.0)
+        wait_for(lambda: len(calls(c, run)) >= 2, what="two items to start")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=10) == 0, "the runner waited for every item instead of draining"
+        row = c.execute("select r.status, a.error_type from etl.runs r join etl.run_attempts a "
+                        "on a.run_id = r.run_id and a.attempt_no = 1 where r.run_id = %s", (run,)).fetchone()
+        assert (row["status"], row["error_type"]) == ("queued", "runner_shutdown")
+        started_by_first = len(calls(c, run))
+        assert started_by_first < 8
+        start_runner(slots=1, worker="second")
+        wait_for(lambda: finished(c, run), timeout=60, what="the second runner to finish the items")
+        assert run_status(c, run) == "success"
+        assert sorted(x["params"]["k"] for x in calls(c, run)) == list(range(1, 9)), "an item ran twice or never"
