@@ -402,6 +402,15 @@ class Runner:
             self.wake.set()
         return started[0] if started else None
 
+    def _parallel_jobs(self, conn: psycopg.Connection) -> int:
+        """The global bound (etl.settings.parallel_jobs); this runner's slots when it cannot be read."""
+        try:
+            row = conn.execute("select (value #>> '{}')::numeric::integer as n from etl.settings "
+                               "where name = 'parallel_jobs'").fetchone()
+        except psycopg.Error:
+            return self.slots
+        return row["n"] if row and row["n"] else self.slots
+
     def _claim(self, conn: psycopg.Connection, free: int) -> list[Claimed]:
         rows = conn.execute(queries.CLAIM, {"worker": self.worker_id, "max_runs": free}).fetchall()
         return [Claimed(**r) for r in rows]
@@ -481,7 +490,8 @@ class Runner:
             self.log_sink = RunLogHandler(self.dsn)
             self.job_logger.addHandler(self.log_sink)
             conn = self._retrying("connect", self._connect, attempts=30)
-            self.reports.fill(self.slots)
+            # Connections for reports up front, but no more than runs can ever run at once here.
+            self.reports.fill(min(self.slots, self._parallel_jobs(conn)))
             self._service_beat(conn, "running")
             self.log.info("runner started", fields={"action": "start", "slots": self.slots})
             last_beat = time.monotonic()

@@ -456,3 +456,14 @@ def test_a_runner_never_holds_more_runs_than_its_slots(db, start_runner):
                          and b.ended_at > a.claimed_at) as n
                 from etl.run_attempts a where a.worker_id = 'fan-runner') x""").fetchone()["most"]
         assert held <= 2, f"the runner held {held} runs with 2 slots"
+
+
+def test_more_slots_than_parallel_jobs_open_no_useless_connections(db, start_runner):
+    with db.connect() as c:
+        c.execute("select etl.set_setting('parallel_jobs', '3', 'test')")
+        start_runner(slots=40, worker="wide")
+        wait_for(lambda: c.execute("select count(*) as n from etl.service_heartbeats where status = 'running'"
+                                   ).fetchone()["n"] == 1, what="the runner to start")
+        n = c.execute("select count(*) as n from pg_stat_activity where datname = current_database() "
+                      "and application_name like 'etl-runner wide%%'").fetchone()["n"]
+        assert n < 15, f"{n} connections for a bound of 3 runs"
