@@ -17,8 +17,10 @@ child loggers; the runner's loggers do not propagate (make_logger sets propagate
 used elsewhere can take the filter itself (handler.addFilter(RedactingFilter())). RunLogHandler
 redacts again whatever reaches it, so the database never depends on the filter being installed.
 
-RunLogHandler.emit never blocks on the database: it redacts, builds a row and appends it to a
-bounded in-memory queue (max_queue rows; beyond that the oldest rows are dropped and counted). A
+RunLogHandler.emit never waits on a database that is away: it redacts, builds a row and appends it to a
+bounded in-memory queue (max_queue rows). A full queue holds the logging thread up (at most
+backpressure_timeout per record) while the writer is writing, so a chatty job slows down instead
+of losing lines; while the database is away, the oldest rows are dropped and counted. A
 daemon thread writes batches with COPY on its own autocommit connection. On a connection or server
 error it writes one line to stderr (not through logging), retries with capped, jittered backoff and
 writes one more line when the database is back. A batch refused for its data (a run, attempt or
@@ -169,7 +171,7 @@ class RunLogHandler(logging.Handler):
     def __init__(self, dsn: str, batch_size: int = 200, flush_interval: float = 0.5, *,
                  max_queue: int = 10_000, close_timeout: float = 5.0, connect_timeout: int = 5,
                  pii_safe: bool = True, level: int = logging.NOTSET,
-                 application_name: str = "etl-logsink", stderr=None):
+                 application_name: str = "etl-logsink", stderr=None, backpressure_timeout: float = 10.0):
         super().__init__(level)
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be at least 1")
@@ -178,6 +180,7 @@ class RunLogHandler(logging.Handler):
         self.flush_interval = flush_interval
         self.max_queue = max_queue
         self.close_timeout = close_timeout
+        self.backpressure_timeout = backpressure_timeout  # longest a full queue holds up a logger
         self.connect_timeout = max(2, int(connect_timeout))
         self.pii_safe = pii_safe
         self.application_name = application_name
@@ -237,6 +240,12 @@ class RunLogHandler(logging.Handler):
                       error=f"{type(exc).__name__}: {exc}"[:300], logger_name=record.name)
             return
         with self._cond:
+            if len(self._queue) >= self.max_queue and not self.failing and not self._closing:
+                # The writer is behind but writing: the job waits for room (a chatty job slows
+                # down) rather than losing lines. Only while the database is away do rows go.
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: len(self._queue) < self.max_queue or self.failing or self._closing,
+                                    self.backpressure_timeout)
             if len(self._queue) == self.max_queue:
                 self.dropped += 1  # the deque drops its oldest row on append
             seq = next(self._seq)
@@ -387,6 +396,7 @@ class RunLogHandler(logging.Handler):
                     self._say("WARNING", "cannot write to etl.run_logs; keeping rows and retrying",
                               error=str(exc).strip()[:300], queued=self.pending, max_queue=self.max_queue)
                 with self._cond:
+                    self._cond.notify_all()  # loggers held up by a full queue: rows now go instead
                     wait = backoff * (0.5 + random.random())
                     if self._closing:
                         left = self._deadline - time.monotonic()

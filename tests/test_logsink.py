@@ -286,3 +286,16 @@ def test_redacting_filter_runs_before_every_handler(db, logger):
     assert row["message"] == line["message"]
     assert row["fields"]["secret"] == "[REDACTED]" and "abc123" not in json.dumps(row["fields"])
     assert "RuntimeError" in row["fields"]["exception"]
+
+
+def test_a_burst_bigger_than_the_queue_loses_nothing_while_the_database_writes(db, logger):
+    sink = RunLogHandler(db.dsn, batch_size=100, flush_interval=0.01, max_queue=200)
+    logger.addHandler(sink)
+    for i in range(5000):
+        logger.info("burst %d", i)
+    assert sink.flush(timeout=30.0)
+    logger.removeHandler(sink)
+    sink.close()
+    assert sink.dropped == 0
+    with db.connect() as conn:
+        assert conn.execute("select count(*) as n from etl.run_logs where message like 'burst %%'").fetchone()["n"] == 5000
