@@ -2,8 +2,9 @@
 
 Registered on the main group by `register(main)` (see cli.py). Every database access goes through
 the SQL API (etl.run_job, etl.cancel, etl.retry, etl.set_setting, etl.set_job_enabled,
-etl.cron_describe, etl.cron_next_n) or a SELECT on etl tables, always with bound parameters; the only SQL composed
-at run time is an ORDER BY picked from a fixed whitelist.
+etl.cron_describe, etl.cron_next_n) or a SELECT on etl tables, always with bound parameters; SQL is
+composed at run time only from fixed fragments of this module (an ORDER BY whitelist, the latest-runs
+subquery), never from input.
 
 Exit codes: 0 ok, 1 the thing asked for failed, 2 bad input (unknown job or setting, bad -p, an
 option that would have no effect), 3 not found (a run id), 124 `run --wait` timed out. Database
@@ -41,15 +42,16 @@ RUN_STATUSES = ("pending", "queued", "running") + FINAL_STATUSES
 # run_id DESC), its never-started runs (newest id first) and its started ones (newest start first),
 # merged by run_id: `where job_id = $1 order by run_id desc` alone walks the primary key backwards
 # from the newest run of any job, through the whole history for a job that has not run for long.
-def latest_runs_sql(columns: str, job_id: str, n: int) -> str:
-    """A subquery: the n latest runs (see above) of the job whose id is the SQL expression job_id."""
+def latest_runs_sql(columns: str, job_id: str, n: int | str, where: str = "true") -> str:
+    """A subquery: the n latest runs (see above), among those matching where, of the job whose id
+    is the SQL expression job_id (n: a number or an SQL expression; columns and where read runs r)."""
     return f"""(select * from (
-        (select {columns} from etl.runs r where r.job_id = {job_id} and r.started_at is null
-          order by r.run_id desc limit {n:d})
+        (select {columns} from etl.runs r where r.job_id = {job_id} and r.started_at is null and ({where})
+          order by r.run_id desc limit {n})
         union all
-        (select {columns} from etl.runs r where r.job_id = {job_id} and r.started_at is not null
-          order by r.started_at desc, r.run_id desc limit {n:d})) latest
-      order by run_id desc limit {n:d})"""
+        (select {columns} from etl.runs r where r.job_id = {job_id} and r.started_at is not null and ({where})
+          order by r.started_at desc, r.run_id desc limit {n})) latest
+      order by run_id desc limit {n})"""
 
 
 CATEGORIES = ("API", "DB", "DATA", "SYSTEM")
@@ -630,7 +632,7 @@ def runs() -> None:
 @handle_errors
 def runs_list(job, status, since, category, limit, offset, as_json) -> None:
     """List runs, newest (most recently created, started or not) first."""
-    columns = ("r.run_id, j.slug as job, r.status, r.attempt_count as attempts, r.started_at, r.duration_ms, "
+    columns = ("r.run_id, r.job_id, r.status, r.attempt_count as attempts, r.started_at, r.duration_ms, "
                "r.error_category as category, r.error_message")
     filters = """(%(status)s::text is null or r.status = %(status)s::text)
                and (%(since)s::timestamptz is null or coalesce(r.started_at, r.scheduled_at) >= %(since)s::timestamptz)
@@ -639,23 +641,19 @@ def runs_list(job, status, since, category, limit, offset, as_json) -> None:
               "limit": limit, "offset": offset}
     with connect() as conn:
         if job is None:
-            query = f"""
-            select {columns} from etl.runs r join etl.jobs j on j.job_id = r.job_id
-             where {filters}
-             order by r.run_id desc              -- newest created first: see the note on RUN_STATUSES
-             limit %(limit)s offset %(offset)s"""
+            runs = f"""(select {columns} from etl.runs r where {filters}
+                      order by r.run_id desc limit %(limit)s + %(offset)s)"""
         else:
-            # One job's runs: the two index probes of latest_runs_sql (a job that has not run for
-            # long is not looked for through everybody's newer runs), each deep enough for the page.
+            # One job's runs: the latest-runs probes (a job that has not run for long is not looked
+            # for through everybody's newer runs), deep enough for the page.
             params["job_id"] = _job_row(conn, job)["job_id"]
-            branch = f"""select {columns} from etl.runs r join etl.jobs j on j.job_id = r.job_id
-                where r.job_id = %(job_id)s and r.started_at is {{}} null and {filters}
-                order by {{}} limit %(limit)s + %(offset)s"""
-            query = f"""
-            select * from (({branch.format('', 'r.run_id desc')})
-                           union all
-                           ({branch.format('not', 'r.started_at desc, r.run_id desc')})) runs
-             order by run_id desc limit %(limit)s offset %(offset)s"""
+            runs = latest_runs_sql(columns, "%(job_id)s", "%(limit)s + %(offset)s", filters)
+        query = f"""
+            select r.run_id, j.slug as job, r.status, r.attempts, r.started_at, r.duration_ms, r.category,
+                   r.error_message
+              from {runs} r join etl.jobs j on j.job_id = r.job_id
+             order by r.run_id desc              -- newest created first: see the note on RUN_STATUSES
+             offset %(offset)s"""
         rows = conn.execute(query, params).fetchall()
     if as_json:
         echo_json(rows)

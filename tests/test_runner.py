@@ -288,6 +288,13 @@ def run_row(c, run: int) -> dict:
                          where r.run_id = %s""", (run,)).fetchone()
 
 
+def run_to_its_end(c, start_runner, run: int, timeout: float = 30.0) -> tuple[dict, subprocess.Popen]:
+    """Starts a runner, waits for the run to end, and returns its row (run_row) and the runner."""
+    p = start_runner()
+    wait_for(lambda: finished(c, run), timeout=timeout, what="the run to end")
+    return run_row(c, run), p
+
+
 def finished(c, run: int) -> bool:
     return c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"] not in (
         "pending", "queued", "running")
@@ -304,9 +311,7 @@ def test_a_bad_return_value_fails_the_run_at_once(db, start_runner, variant, mes
         c.execute("insert into etl.job_parameters (job_id, name, data_type) "
                   "select job_id, 'variant', 'string' from etl.jobs where slug = 'bad_return'")
         run = c.execute("select etl.run_job('bad_return', %s) as r", (json.dumps({"variant": variant}),)).fetchone()["r"]
-        start_runner()
-        wait_for(lambda: finished(c, run), what="the run to end")
-        row = run_row(c, run)
+        row, _ = run_to_its_end(c, start_runner, run)
         # Failed once, for good, saying what was wrong: not left running until its lease expired.
         assert (row["status"], row["attempt_count"], row["error_category"], row["is_transient"], row["error_type"]) \
             == ("failed", 1, "SYSTEM", False, "bad_outcome")
@@ -318,9 +323,7 @@ def test_an_outcome_the_engine_refuses_is_reported_as_a_failure(db, start_runner
         add_job(c, "bad_cursor", "runner_jobs:bad_cursor", max_attempts=3, supports_incremental=True,
                 incremental_strategy="modified_date")
         run = c.execute("select etl.run_job('bad_cursor') as r").fetchone()["r"]
-        p = start_runner()
-        wait_for(lambda: finished(c, run), timeout=15, what="the run to end")
-        row = run_row(c, run)
+        row, p = run_to_its_end(c, start_runner, run, timeout=15)
         assert (row["status"], row["attempt_count"], row["error_type"], row["is_transient"]) \
             == ("failed", 1, "bad_outcome", False)
         assert row["error_message"].startswith("the engine refused the reported outcome: invalid input syntax")
@@ -332,9 +335,7 @@ def test_an_unexpected_exception_is_redacted_and_its_traceback_logged(db, start_
     with db.connect() as c:
         add_job(c, "leaky", "runner_jobs:leaky_crash", max_attempts=1)
         run = c.execute("select etl.run_job('leaky') as r").fetchone()["r"]
-        start_runner()
-        wait_for(lambda: finished(c, run), what="the run to end")
-        row = run_row(c, run)
+        row, _ = run_to_its_end(c, start_runner, run)
         assert row["error_message"] == row["attempt_message"] == "kaboom password=[REDACTED] for [EMAIL]"
         log = wait_for(lambda: c.execute("select message, fields from etl.run_logs where run_id = %s and level = 'ERROR'",
                                          (run,)).fetchone(), what="the job's error line")
@@ -398,9 +399,7 @@ def test_a_module_the_runner_cannot_import_fails_at_once(db, start_runner):
     with db.connect() as c:
         add_job(c, "ghost", "no_such_module_anywhere:run", max_attempts=5)
         run = c.execute("select etl.run_job('ghost') as r").fetchone()["r"]
-        start_runner()
-        wait_for(lambda: finished(c, run), what="the run to end")
-        row = run_row(c, run)
+        row, _ = run_to_its_end(c, start_runner, run)
         assert (row["status"], row["attempt_count"], row["is_transient"], row["error_type"]) == \
             ("failed", 1, False, "bad_target")
         assert "module no_such_module_anywhere cannot be imported by this runner" in row["error_message"]
