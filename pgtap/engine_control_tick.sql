@@ -3,7 +3,7 @@
 -- policies, the lease reaper, backfill).
 
 BEGIN;
-SELECT plan(70);
+SELECT plan(79);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -196,6 +196,36 @@ SELECT is((SELECT (status, error_type, error_category, is_transient)::text FROM 
     '(lost,lease_expired,SYSTEM,t)', 'the attempt is lost with a transient SYSTEM lease_expired error');
 SELECT throws_ok(format('SELECT etl.finish(%s, %s, ''{"status": "success"}'')', (SELECT r FROM ct_l), (SELECT tok FROM ct_l)),
     'ETL01', NULL, 'the old token of the reaped attempt is refused');
+
+-- A runner reaps without waiting for the tick: next_lease_expiry says when, reap_expired_leases does it.
+SELECT etl.cancel((SELECT r FROM ct_l), 'done');
+SELECT is(etl.next_lease_expiry(), NULL, 'next_lease_expiry is NULL when no run holds a lease');
+SELECT etl_test.make_job('ct_l2');
+SELECT etl_test.make_job('ct_l3');
+CREATE TEMP TABLE ct_l2 AS SELECT etl.run_job('ct_l2') AS r, NULL::bigint AS tok;
+UPDATE ct_l2 SET tok = etl_test.claim_run(r);
+CREATE TEMP TABLE ct_l3 AS SELECT etl.run_job('ct_l3') AS r, NULL::bigint AS tok;
+UPDATE ct_l3 SET tok = etl_test.claim_run(r);
+UPDATE etl.job_locks SET expires_at = now() + interval '40 seconds' WHERE run_id = (SELECT r FROM ct_l2);
+UPDATE etl.job_locks SET expires_at = now() + interval '20 seconds' WHERE run_id = (SELECT r FROM ct_l3);
+SELECT is(etl.next_lease_expiry(), now() + interval '20 seconds', 'next_lease_expiry is the earliest active lease');
+SET LOCAL ROLE etl_operator;
+SELECT is(etl.reap_expired_leases(), 0, 'a runner (operator role) may reap; a lease still running is left alone');
+RESET ROLE;
+UPDATE etl.job_locks SET expires_at = now() - interval '1 second' WHERE run_id = (SELECT r FROM ct_l3);
+SELECT is(etl.next_lease_expiry(), now() - interval '1 second', 'a lease that ended unreaped is given, in the past');
+SET LOCAL ROLE etl_operator;
+SELECT is(etl.reap_expired_leases(), 1, 'reap_expired_leases reaps the ended lease and counts it');
+RESET ROLE;
+SELECT is((SELECT (etl_test.status(r), a.status, a.error_type)::text FROM ct_l3 JOIN etl.run_attempts a ON a.attempt_id = tok),
+    '(queued,lost,lease_expired)', 'as the tick would: the run is retried, its attempt lost');
+SELECT is(etl_test.status((SELECT r FROM ct_l2)), 'running', 'the live lease keeps its run');
+SELECT is(etl.next_lease_expiry(), now() + interval '40 seconds', 'and is now the earliest');
+SELECT ok(has_function_privilege('etl_viewer', 'etl.next_lease_expiry()', 'execute')
+          AND NOT has_function_privilege('etl_viewer', 'etl.reap_expired_leases()', 'execute'),
+    'viewers may ask when a lease ends, not reap');
+SELECT etl.cancel((SELECT r FROM ct_l2), 'done');
+SELECT etl.cancel((SELECT r FROM ct_l3), 'done');
 
 -- ---------------------------------------------------------------- backfill
 SELECT etl_test.make_job('ct_bf');

@@ -381,6 +381,23 @@ comment on function etl.next_wakeup() is
   'When the next queued run in backoff becomes claimable (the end of the shortest backoff still to '
   'come); NULL when none is. A runner sleeps until then or until a NOTIFY on etl_runnable.';
 
+create or replace function etl.next_lease_expiry()
+returns timestamptz
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  -- Every lock is deleted when its run ends, so the active ones are all there is: one probe.
+  select l.expires_at from etl.job_locks l
+   where l.status = 'active'
+   order by l.expires_at limit 1
+$$;
+comment on function etl.next_lease_expiry() is
+  'When the earliest active lease ends (past if one already has, unreaped); NULL when no run holds '
+  'one. A runner with free slots wakes then and calls etl.reap_expired_leases when it has passed: '
+  'heartbeats push live leases back, so only a dead runner''s lease is ever reached.';
+
 create or replace function etl.approve(pipeline_run_id bigint, reason text, approver text default null)
 returns integer
 language plpgsql

@@ -5,7 +5,7 @@ revoke all on all functions in schema etl from public;
 grant select on all tables in schema etl to etl_viewer;
 grant execute on function etl.cron_next(text, text, timestamptz), etl.cron_next_n(text, text, timestamptz, integer),
                           etl.cron_describe(text), etl.cron_parse(text), etl.canonical_json(jsonb),
-                          etl.param_fingerprint(jsonb), etl.next_wakeup(),
+                          etl.param_fingerprint(jsonb), etl.next_wakeup(), etl.next_lease_expiry(),
                           etl.classify_error(bigint, text, text, text, integer, boolean),
                           etl.backoff_ms(bigint, integer)
   to etl_viewer;
@@ -17,7 +17,7 @@ grant execute on function
   etl.cancel(bigint, text), etl.cancel_pipeline(bigint, text),
   etl.retry(bigint, text), etl.retry_pipeline(bigint, text), etl.set_job_enabled(text, boolean, text),
   etl.claim(text, integer), etl.heartbeat(bigint, bigint), etl.finish(bigint, bigint, jsonb),
-  etl.finish_many(jsonb),
+  etl.finish_many(jsonb), etl.reap_expired_leases(),
   etl.backfill(text, timestamptz, timestamptz, text, boolean, boolean, text)
   to etl_operator;
 grant execute on function etl.set_setting(text, jsonb, text), etl.tick() to etl_admin;

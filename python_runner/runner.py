@@ -4,7 +4,8 @@ One process, N slots. It sleeps until a NOTIFY on etl_runnable, a slot frees up,
 next wake-up time (etl.next_wakeup), with a long safety poll; it never busy-polls. SIGTERM or SIGINT:
 stop claiming, let in-flight runs finish within the grace period, hand back what is left (a
 transient SYSTEM failure the engine retries elsewhere), exit 0. SIGKILL loses nothing: the lease
-expires and etl.tick() retries the run.
+expires, a runner with a free slot wakes then (etl.next_lease_expiry) and reaps it (or etl.tick()
+does), and the engine retries the run.
 """
 from __future__ import annotations
 
@@ -411,6 +412,21 @@ class Runner:
             return self.slots
         return row["n"] if row and row["n"] else self.slots
 
+    def _reap(self, conn: psycopg.Connection) -> int:
+        """Reaps expired leases (a dead runner's runs become retries) instead of leaving them to
+        the next pg_cron tick; returns how many."""
+        try:
+            reaped = conn.execute(queries.REAP).fetchone()["reaped"]
+        except psycopg.Error as exc:
+            if conn.broken or conn.closed:
+                raise  # the connection: the claim loop's business
+            # (a deadlock with a finishing run, say): the next look, or the tick, reaps it
+            self.log.warning("reaping failed", fields={"action": "reap", "error": str(exc).strip()[:200]})
+            return 0
+        if reaped:
+            self.log.warning("reaped expired leases", fields={"action": "reap", "reaped": reaped})
+        return reaped
+
     def _claim(self, conn: psycopg.Connection, free: int) -> list[Claimed]:
         rows = conn.execute(queries.CLAIM, {"worker": self.worker_id, "max_runs": free}).fetchall()
         return [Claimed(**r) for r in rows]
@@ -517,9 +533,16 @@ class Runner:
                         last_beat = time.monotonic()
                     wait = self.safety_poll
                     if len(self.in_flight) < self.slots:
-                        nxt = conn.execute(queries.NEXT_WAKEUP).fetchone()["seconds"]
-                        if nxt is not None:
-                            wait = min(wait, max(float(nxt), 0.01))
+                        nxt = conn.execute(queries.NEXT_WAKEUP).fetchone()
+                        if nxt["seconds"] is not None:
+                            wait = min(wait, max(float(nxt["seconds"]), 0.01))
+                        if nxt["lease_seconds"] is not None:
+                            lease = float(nxt["lease_seconds"])
+                            if lease <= 0 and self._reap(conn):
+                                continue  # the reaped runs are queued again (after their backoff)
+                            # Just after the lease ends; one that is past but was not reaped here
+                            # (another reaper holds it) is looked at again a second later.
+                            wait = min(wait, lease + 0.05 if lease > 0 else 1.0)
                 except psycopg.OperationalError as exc:
                     self.log.warning("control connection lost", fields={"action": "claim", "error": str(exc).strip()[:200]})
                     with contextlib.suppress(Exception):

@@ -172,17 +172,64 @@ def test_kill9_loses_nothing_the_lease_expires_and_another_runner_finishes(db, s
         a.kill()
         a.wait(timeout=10)
         start_runner(worker="runner-b")
-        # pg_cron ticks every minute in the cron database; here the test ticks until the lease is reaped.
-        def reaped():
-            c.execute("select etl.tick()")
-            return c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"] == "success"
-        wait_for(reaped, timeout=40, what="the run to be reaped and finished by runner B")
+        # No tick (pg_cron's is a minute away): runner B wakes when the lease ends and reaps it.
+        wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
+                 == "success", timeout=40, what="runner B to reap the lease and finish the run")
         attempts = c.execute("select attempt_no, status, worker_id, error_type from etl.run_attempts "
                              "where run_id = %s order by attempt_no", (run,)).fetchall()
         assert [(a["status"], a["worker_id"]) for a in attempts] == [("lost", "runner-a"), ("success", "runner-b")]
         assert attempts[0]["error_type"] == "lease_expired"
         assert c.execute("select count(*) as n from etl.run_events where run_id = %s and to_status = 'success'",
                          (run,)).fetchone()["n"] == 1
+
+
+def test_kill9_mid_pipeline_the_survivor_reaps_and_completes_it_each_run_succeeding_once(db, start_runner):
+    with db.connect() as c:
+        layers = [[f"k_{layer}{i}" for i in range(3)] for layer in "rml"]
+        for slug in sum(layers, []):
+            add_timed_job(c, slug, "runner_jobs:slow", lease_duration="2 seconds", backoff_base="100 milliseconds")
+        for upper, lower in zip(layers, layers[1:]):
+            for i, child in enumerate(lower):
+                edge(c, upper[i], child)
+                edge(c, upper[(i + 1) % 3], child)
+        pid = c.execute("select etl.trigger_pipeline(jobs => %s, params => '{\"seconds\": 0.8}') as p",
+                        (sum(layers, []),)).fetchone()["p"]
+
+        def a_holds(layer: str):
+            return c.execute("""select 1 from etl.run_attempts a join etl.runs r using (run_id)
+                                  join etl.jobs j using (job_id)
+                                 where r.pipeline_run_id = %s and a.worker_id = 'runner-a'
+                                   and a.status = 'running' and j.slug like %s""", (pid, f"k\\_{layer}%")).fetchone()
+        a = start_runner(slots=3, worker="runner-a")
+        wait_for(lambda: a_holds("r"), what="runner A to take the roots")
+        start_runner(slots=3, worker="runner-b")
+        # A's slots claim the middle runs their roots release: kill A there, mid-pipeline.
+        wait_for(lambda: a_holds("m"), what="runner A to hold a middle run")
+        a.kill()
+        a.wait(timeout=10)
+        wait_for(lambda: pipeline_status(c, pid) not in ("queued", "running"), timeout=60,
+                 what="the pipeline to end without runner A (no tick)")
+        assert pipeline_status(c, pid) == "success"
+        lost = c.execute("""select a.run_id, a.worker_id, a.error_type from etl.run_attempts a
+                              join etl.runs r using (run_id) where r.pipeline_run_id = %s and a.status = 'lost'""",
+                         (pid,)).fetchall()
+        assert lost and all(x["worker_id"] == "runner-a" and x["error_type"] == "lease_expired" for x in lost)
+        # each of the 9 runs succeeded once; the lost ones on a later attempt, by B
+        per_run = c.execute("""select r.run_id, r.status,
+                                      count(*) filter (where a.status = 'success') as successes,
+                                      (select count(*) from etl.run_events e where e.run_id = r.run_id
+                                          and e.to_status = 'success') as success_events,
+                                      max(a.worker_id) filter (where a.status = 'success') as by
+                                 from etl.runs r join etl.run_attempts a using (run_id)
+                                where r.pipeline_run_id = %s group by r.run_id, r.status""", (pid,)).fetchall()
+        assert len(per_run) == 9
+        assert all(x["status"] == "success" and x["successes"] == 1 and x["success_events"] == 1 for x in per_run)
+        assert {x["by"] for x in per_run if x["run_id"] in {y["run_id"] for y in lost}} == {"runner-b"}
+        # and no child's successful attempt started before a parent's ended
+        assert c.execute("""select count(*) as n from etl.run_dependencies d
+                              join etl.runs p on p.run_id = d.parent_run_id
+                              join etl.run_attempts ca on ca.run_id = d.child_run_id and ca.status = 'success'
+                             where d.pipeline_run_id = %s and ca.started_at < p.ended_at""", (pid,)).fetchone()["n"] == 0
 
 
 def test_metrics_endpoint_counts_claims_and_finishes(db, start_runner):
