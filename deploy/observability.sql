@@ -138,7 +138,7 @@ CREATE TABLE etl.service_heartbeats (
   host         text NOT NULL,
   pid          integer NOT NULL,
   status       text NOT NULL DEFAULT 'starting'
-               CONSTRAINT heartbeat_status_known CHECK (status IN ('starting', 'running', 'draining', 'stopped')),
+               CONSTRAINT heartbeat_status_known CHECK (status IN ('starting', 'running', 'draining', 'stopped', 'lost')),
   slots        integer,
   busy_slots   integer,
   started_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -147,7 +147,9 @@ CREATE TABLE etl.service_heartbeats (
 );
 COMMENT ON TABLE etl.service_heartbeats IS
   'Health of each service instance (seed 003): version, host, pid, uptime (now() - started_at) and '
-  'the last time it was seen. instance_id is a unique runner identity, not a process id.';
+  'the last time it was seen. instance_id is a unique runner identity, not a process id. A runner '
+  'beats every 10 s; etl.tick() marks one unseen for 60 s lost (killed, or cut off), and its next '
+  'beat, if any, marks it running again.';
 CREATE INDEX service_heartbeats_last_seen_idx ON etl.service_heartbeats (service, last_seen DESC);
 
 CREATE TABLE etl.metric_snapshots (

@@ -3,7 +3,7 @@
 -- policies, the lease reaper, backfill).
 
 BEGIN;
-SELECT plan(79);
+SELECT plan(81);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -226,6 +226,17 @@ SELECT ok(has_function_privilege('etl_viewer', 'etl.next_lease_expiry()', 'execu
     'viewers may ask when a lease ends, not reap');
 SELECT etl.cancel((SELECT r FROM ct_l2), 'done');
 SELECT etl.cancel((SELECT r FROM ct_l3), 'done');
+
+-- ---------------------------------------------------------------- tick: runners not seen
+INSERT INTO etl.service_heartbeats (instance_id, service, version, host, pid, status, last_seen) VALUES
+  ('ct-dead', 'runner', '1', 'h', 1, 'running', now() - interval '61 seconds'),
+  ('ct-alive', 'runner', '1', 'h', 2, 'running', now() - interval '50 seconds'),
+  ('ct-stopped', 'runner', '1', 'h', 3, 'stopped', now() - interval '1 day');
+SELECT is((etl.tick() ->> 'runners_lost')::int, 1, 'the tick reports the runner unseen for over 60 s');
+SELECT is((SELECT array_agg(instance_id || '=' || status ORDER BY instance_id) FROM etl.service_heartbeats
+            WHERE instance_id LIKE 'ct-%'),
+    ARRAY['ct-alive=running', 'ct-dead=lost', 'ct-stopped=stopped'],
+    'it is marked lost; one seen 50 s ago and one that stopped are left as they are');
 
 -- ---------------------------------------------------------------- backfill
 SELECT etl_test.make_job('ct_bf');

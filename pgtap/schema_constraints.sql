@@ -364,7 +364,7 @@ SELECT throws_ok(
   $$INSERT INTO etl.service_heartbeats (instance_id, service, version, host, pid, status)
     VALUES ('runner-chk', 'runner', '0.1.0', 'localhost', 4242, 'healthy')$$,
   '23514', 'new row for relation "service_heartbeats" violates check constraint "heartbeat_status_known"',
-  'heartbeat status healthy is rejected: statuses are starting, running, draining, stopped');
+  'heartbeat status healthy is rejected: statuses are starting, running, draining, stopped, lost');
 
 -- ---------------------------------------------------------------------------------------------
 -- Invariants (CHECK): each named after the rule it enforces

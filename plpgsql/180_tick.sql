@@ -132,6 +132,7 @@ declare
   v_message text;
   v_reaped integer;
   v_expired integer := 0;
+  v_lost integer;
   v_run etl.runs;
 begin
   perform etl._assert_primary();
@@ -219,6 +220,12 @@ begin
     v_expired := v_expired + 1;
   end loop;
 
+  -- A runner beats every 10 s, busy or not: unseen for six beats, it was killed or cut off.
+  update etl.service_heartbeats h set status = 'lost'
+   where h.service = 'runner' and h.status in ('starting', 'running', 'draining')
+     and h.last_seen < pg_catalog.now() - interval '60 seconds';
+  get diagnostics v_lost = row_count;
+
   delete from etl.job_locks l where l.status <> 'active' and l.released_at < pg_catalog.now() - interval '7 days';
   -- (Through numeric: a setting stored as 30.0 is still a whole number of days.)
   delete from etl.run_logs g where g.log_id in (
@@ -228,7 +235,7 @@ begin
      limit 10000);
   return pg_catalog.jsonb_build_object('pipeline_runs_created', v_created, 'fires_skipped', v_skipped,
                                        'schedules_failed', v_failed, 'leases_reaped', v_reaped,
-                                       'waits_expired', v_expired);
+                                       'waits_expired', v_expired, 'runners_lost', v_lost);
 end;
 $$;
 comment on function etl.tick() is
@@ -237,10 +244,11 @@ comment on function etl.tick() is
   'most 1,000 per schedule per tick, the next ticks going on from the first not yet created; overlap '
   'policy skip, queue_one or queue_all), advances next_run_at with etl.cron_next, reaps expired leases '
   'into retries (or into the cancel that was requested), skips runs whose upstream wait limit passed, '
-  'and purges old locks and logs. A schedule that cannot be fired is rolled back on its own, reported '
-  'with a WARNING and in schedules_failed, and left due. Guarded by an advisory lock: an overlapping '
+  'marks runners unseen for 60 s lost in etl.service_heartbeats, and purges old locks and logs. A '
+  'schedule that cannot be fired is rolled back on its own, reported with a WARNING and in '
+  'schedules_failed, and left due. Guarded by an advisory lock: an overlapping '
   'tick returns at once. Returns {pipeline_runs_created, fires_skipped (overlap or disabled job), '
-  'schedules_failed: [{schedule_id, job, sqlstate, error}], leases_reaped, waits_expired}.';
+  'schedules_failed: [{schedule_id, job, sqlstate, error}], leases_reaped, waits_expired, runners_lost}.';
 
 create or replace function etl.backfill(
   job text, from_ts timestamptz, to_ts timestamptz, reprocess text default 'none',

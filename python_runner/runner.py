@@ -38,6 +38,8 @@ from .logsink import RunLogHandler, ensure_redacting
 from .redact import redact, redact_text
 from .metrics import RunnerMetrics
 
+SERVICE_BEAT_SECONDS = 10.0  # the runner's etl.service_heartbeats row is refreshed this often
+
 
 
 class JsonFormatter(logging.Formatter):
@@ -528,10 +530,12 @@ class Runner:
                             self._launch(f)
                     self.metrics.slots(len(self.in_flight), self.slots)
                     self.metrics.observe_pool(self.pool, self.reports)
-                    if time.monotonic() - last_beat > 10:
+                    if time.monotonic() - last_beat >= SERVICE_BEAT_SECONDS:
                         self._service_beat(conn, "running")
                         last_beat = time.monotonic()
-                    wait = self.safety_poll
+                    # Awake for the service beat even with every slot busy: etl.tick() takes a
+                    # runner unseen for 60 s for lost.
+                    wait = min(self.safety_poll, max(SERVICE_BEAT_SECONDS - (time.monotonic() - last_beat), 0.01))
                     if len(self.in_flight) < self.slots:
                         nxt = conn.execute(queries.NEXT_WAKEUP).fetchone()
                         if nxt["seconds"] is not None:

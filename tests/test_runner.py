@@ -232,6 +232,22 @@ def test_kill9_mid_pipeline_the_survivor_reaps_and_completes_it_each_run_succeed
                              where d.pipeline_run_id = %s and ca.started_at < p.ended_at""", (pid,)).fetchone()["n"] == 0
 
 
+def test_a_runner_with_every_slot_busy_still_beats_its_service_row(db, start_runner):
+    with db.connect() as c:
+        add_timed_job(c, "busy", "runner_jobs:slow")
+        run = c.execute("""select etl.run_job('busy', '{"seconds": 14}') as r""").fetchone()["r"]
+        # One slot, and a safety poll longer than the test: only the beat's own timer wakes the loop.
+        start_runner(slots=1, worker="runner-busy", extra=("--safety-poll", "300"))
+        wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
+                 == "running", what="the run to start")
+        first = c.execute("select last_seen from etl.service_heartbeats "
+                          "where instance_id = 'runner-busy'").fetchone()["last_seen"]
+        wait_for(lambda: c.execute("select last_seen > %s as moved from etl.service_heartbeats "
+                                   "where instance_id = 'runner-busy'", (first,)).fetchone()["moved"],
+                 timeout=13, what="a service beat while the only slot is busy")
+        assert c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"] == "running"
+
+
 def test_metrics_endpoint_counts_claims_and_finishes(db, start_runner):
     import json
     import urllib.request
