@@ -52,6 +52,8 @@ class RunnerMetrics:
 
         self.claims = Counter("etl_runner_claims", "Runs claimed by this runner.",
                               ["worker"], registry=r)
+        self.reaped = Counter("etl_runner_leases_reaped", "Expired leases (a dead runner's runs) this runner reaped.",
+                              ["worker"], registry=r)
         self.runs_finished = Counter("etl_runner_runs_finished", "Runs finished, by outcome.",
                                      ["job", "status", "category"], registry=r)
         self.run_duration = Histogram("etl_runner_run_duration_seconds", "Wall time of a run in its slot.",
@@ -70,6 +72,7 @@ class RunnerMetrics:
         self.up.set(1)
         # Pre-create the label sets that always exist so they show up (as 0) before the first event.
         self.claims.labels(worker=self.worker)
+        self.reaped.labels(worker=self.worker)
         for state in ("busy", "total"):
             self.slot_gauge.labels(state=state)
         for state in ("in_use", "idle", "max"):
@@ -83,6 +86,10 @@ class RunnerMetrics:
     def claimed(self, n: int = 1) -> None:
         if n > 0:
             self.claims.labels(worker=self.worker).inc(n)
+
+    def leases_reaped(self, n: int) -> None:
+        if n > 0:
+            self.reaped.labels(worker=self.worker).inc(n)
 
     def finished(self, job: str, status: str, category: str | None, kind: str, seconds: float) -> None:
         self.runs_finished.labels(job=job, status=status or "", category=category or "").inc()

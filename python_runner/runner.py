@@ -427,6 +427,7 @@ class Runner:
             return 0
         if reaped:
             self.log.warning("reaped expired leases", fields={"action": "reap", "reaped": reaped})
+            self.metrics.leases_reaped(reaped)
         return reaped
 
     def _claim(self, conn: psycopg.Connection, free: int) -> list[Claimed]:

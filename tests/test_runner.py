@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -202,7 +203,8 @@ def test_kill9_mid_pipeline_the_survivor_reaps_and_completes_it_each_run_succeed
                                    and a.status = 'running' and j.slug like %s""", (pid, f"k\\_{layer}%")).fetchone()
         a = start_runner(slots=3, worker="runner-a")
         wait_for(lambda: a_holds("r"), what="runner A to take the roots")
-        start_runner(slots=3, worker="runner-b")
+        b = start_runner(slots=3, worker="runner-b", extra=("--metrics-port", "0"))
+        port = metrics_port_of(b)
         # A's slots claim the middle runs their roots release: kill A there, mid-pipeline.
         wait_for(lambda: a_holds("m"), what="runner A to hold a middle run")
         a.kill()
@@ -225,6 +227,8 @@ def test_kill9_mid_pipeline_the_survivor_reaps_and_completes_it_each_run_succeed
         assert len(per_run) == 9
         assert all(x["status"] == "success" and x["successes"] == 1 and x["success_events"] == 1 for x in per_run)
         assert {x["by"] for x in per_run if x["run_id"] in {y["run_id"] for y in lost}} == {"runner-b"}
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert f'etl_runner_leases_reaped_total{{worker="runner-b"}} {float(len(lost))}' in text
         # and no child's successful attempt started before a parent's ended
         assert c.execute("""select count(*) as n from etl.run_dependencies d
                               join etl.runs p on p.run_id = d.parent_run_id
@@ -248,20 +252,21 @@ def test_a_runner_with_every_slot_busy_still_beats_its_service_row(db, start_run
         assert c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"] == "running"
 
 
+def metrics_port_of(p: subprocess.Popen) -> int:
+    """The port a runner started with --metrics-port 0 bound (it logs it first)."""
+    for line in p.stderr:
+        rec = json.loads(line)
+        if rec.get("action") == "metrics":
+            return rec["port"]
+    raise AssertionError("the runner logged no metrics port")
+
+
 def test_metrics_endpoint_counts_claims_and_finishes(db, start_runner):
-    import json
-    import urllib.request
     with db.connect() as c:
         add_job(c, "m_ok", "runner_jobs:ok")
         run = c.execute("select etl.run_job('m_ok') as r").fetchone()["r"]
         p = start_runner(worker="runner-m", extra=("--metrics-port", "0"))
-        port = None
-        for line in p.stderr:  # the runner logs the port it bound
-            rec = json.loads(line)
-            if rec.get("action") == "metrics":
-                port = rec["port"]
-                break
-        assert port
+        port = metrics_port_of(p)
         wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
                  == "success", what="the run to succeed")
         def scraped():
