@@ -101,6 +101,9 @@ def _write_config(c: Embedded) -> None:
         "# Written by `etl db start`; edit ETL_* variables rather than this file.\n"
         f"port = {c.port}\n"
         f"unix_socket_directories = '{c.socket_dir}'\n"
+        # Local connections are trusted (no passwords to manage for a cluster of one's own), so
+        # the socket is the gate: only its owner (the server's user; and root) may connect.
+        "unix_socket_permissions = 0700\n"
         "listen_addresses = ''\n"
         "shared_preload_libraries = 'pg_cron'\n"
         f"cron.database_name = '{c.database}'\n"

@@ -70,3 +70,20 @@ def test_runner_options_are_validated(args, env, message, monkeypatch):
     res = CliRunner().invoke(main, ["runner", *args], env=env)
     assert res.exit_code == 2
     assert message in res.output
+
+
+def test_only_the_clusters_owner_may_use_its_socket(template_db):
+    """Local connections are trusted, so the socket's mode is the gate (0700: the server's user and
+    root); a world-writable socket would let any local account in as the superuser."""
+    import os
+    import stat
+    import subprocess
+
+    emb = settings.embedded()
+    sock = emb.socket_dir / f".s.PGSQL.{emb.port}"
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o700
+    if os.geteuid() == 0:
+        res = subprocess.run(["runuser", "-u", "nobody", "--", str(cluster.bindir() / "psql"), "-h", str(emb.socket_dir),
+                              "-p", str(emb.port), "-U", "postgres", "-d", "postgres", "-Atc", "select 1"],
+                             capture_output=True, text=True)
+        assert res.returncode != 0 and "Permission denied" in res.stderr, res.stdout + res.stderr
