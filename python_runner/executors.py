@@ -18,6 +18,7 @@ from psycopg import sql
 
 from . import queries
 from .context import Cancelled, JobContext, JobError
+from .redact import redact
 
 
 def outcome_from_exception(exc: BaseException) -> dict[str, Any]:
@@ -122,7 +123,8 @@ def call_routine(conn: psycopg.Connection, target: str, kind: str, params: dict[
     rows = value if isinstance(value, int) and not isinstance(value, bool) else cur.rowcount
     rows = rows if isinstance(rows, int) and rows >= 0 else None
     return {"rows_affected": rows, "records_written": rows,
-            "sql_executed": stmt.as_string(conn) + "  -- params: " + repr(params),
+            # (The parameters as bound, secrets redacted: viewers read this column.)
+            "sql_executed": stmt.as_string(conn) + "  -- params: " + repr(redact(params)[0]),
             "duration_ms": round((time.monotonic() - started) * 1000, 3)}
 
 

@@ -132,3 +132,16 @@ def _redact(value: Any, path: set[int]) -> tuple[Any, bool]:
 def redact(value: Any) -> tuple[Any, bool]:
     """A redacted copy of value (str, dict, list, tuple, nested) and whether anything was replaced."""
     return _redact(value, set())
+
+
+def redact_outcome(outcome: dict) -> dict:
+    """An outcome with its free text redacted before it leaves the process: the message and error
+    detail, and those of each group member it reports for."""
+    out = dict(outcome)
+    if isinstance(out.get("message"), str):
+        out["message"] = redact_text(out["message"])[0]
+    if out.get("error_detail") is not None:
+        out["error_detail"] = redact(out["error_detail"])[0]
+    if isinstance(out.get("members"), list):
+        out["members"] = [redact_outcome(m) if isinstance(m, dict) else m for m in out["members"]]
+    return out

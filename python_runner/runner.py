@@ -35,7 +35,7 @@ from .hotconns import HotConnections
 from .http import HttpClient
 from .executors import outcome_from_exception, run_python, run_sql
 from .logsink import RunLogHandler, ensure_redacting
-from .redact import redact, redact_text
+from .redact import redact_outcome, redact_text
 from .metrics import RunnerMetrics
 
 SERVICE_BEAT_SECONDS = 10.0  # the runner's etl.service_heartbeats row is refreshed this often
@@ -111,16 +111,6 @@ class InFlight:
     handed_back: bool = False
     last_beat: float = field(default_factory=time.monotonic)
     items_failed: int = 0  # this attempt's items that failed (the engine works out the run's outcome)
-
-
-def _redacted_outcome(outcome: dict) -> dict:
-    """The outcome with its free text (message, error detail) redacted."""
-    out = dict(outcome)
-    if isinstance(out.get("message"), str):
-        out["message"] = redact_text(out["message"])[0]
-    if out.get("error_detail") is not None:
-        out["error_detail"] = redact(out["error_detail"])[0]
-    return out
 
 
 @contextlib.contextmanager
@@ -327,7 +317,7 @@ class Runner:
                   "status": outcome.get("status"), "error_category": outcome.get("error_category")}
         # Free text leaves the process redacted, as the logs do (structured fields such as a cursor
         # are data, not prose, and go as they are).
-        outcome = _redacted_outcome(outcome)
+        outcome = redact_outcome(outcome)
         if f.lost or (f.handed_back and not handing_back):
             self.log.warning("dropping the result of a run whose lease was lost or handed back", fields=fields)
         else:

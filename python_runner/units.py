@@ -25,6 +25,7 @@ import psycopg
 from . import queries
 from .queries import STALE_TOKEN
 from .context import JobContext
+from .redact import redact_outcome
 from .executors import (call_routine, outcome_from_exception, resolve_callable, routine_kinds, run_python,
                         run_sql, set_statement_timeout)
 
@@ -77,7 +78,7 @@ def run_items(runner: "Runner", f: "InFlight") -> dict[str, Any]:
         try:
             with runner.pool.connection() as conn:
                 conn.execute(queries.FINISH_ITEM, {"run_id": c.run_id, "token": c.token, "item_id": item["item_id"],
-                                                   "outcome": json.dumps(out, default=str)})
+                                                   "outcome": json.dumps(redact_outcome(out), default=str)})
         except psycopg.Error as exc:
             if getattr(exc, "sqlstate", None) == STALE_TOKEN:
                 lost.set()

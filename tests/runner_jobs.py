@@ -109,3 +109,8 @@ def deaf(ctx):
 def sleep_then_ok(ctx):
     time.sleep(float(ctx.params.get("seconds", 1)))
     ctx.count("records_read", 1)
+
+
+def item_leaks_secret(ctx):
+    """An item failing with credentials in its message (the runner must redact them)."""
+    raise ValueError(f"item {ctx.params.get('k')}: https://svc:S3cretPw@api.example/x refused, password=hunter2")

@@ -318,3 +318,50 @@ def test_sigterm_during_items_starts_no_new_item_and_hands_the_rest_on(db, start
         wait_for(lambda: finished(c, run), timeout=60, what="the second runner to finish the items")
         assert run_status(c, run) == "success"
         assert sorted(x["params"]["k"] for x in calls(c, run)) == list(range(1, 9)), "an item ran twice or never"
+
+
+def test_secrets_in_item_and_group_member_failures_and_in_bound_params_are_redacted(db, start_runner):
+    """What viewers read (runs, items, attempts, alerts, sql_executed) holds no secret a job leaked."""
+    with db.connect() as c:
+        c.execute("""
+create schema leaky;
+create function leaky.f_login(api_password text) returns int language sql as $$ select 1 $$;
+create procedure leaky.p_ok() language sql as $$ select 1 $$;
+create procedure leaky.p_leak() language plpgsql as $$ begin raise exception 'login failed: password=hunter2'; end $$;
+""")
+        add_job(c, "leaky_items", "runner_jobs:item_leaks_secret", supports_params=True, max_attempts=1,
+                items_source=json.dumps({"static": [{"k": 1}]}))
+        add_job(c, "leaky_sql", "leaky.f_login", kind="sql", supports_params=True)
+        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
+                  "select job_id, 'api_password', 'string' from etl.jobs where slug = 'leaky_sql'")
+        add_job(c, "g_ok", "leaky.p_ok", kind="sql", max_attempts=1)
+        add_job(c, "g_leak", "leaky.p_leak", kind="sql", max_attempts=1)
+        c.execute("insert into etl.job_groups (name) values ('leaky_group')")
+        c.execute("insert into etl.job_group_members (group_id, job_id, sequence) "
+                  "select g.group_id, j.job_id, s.seq from etl.job_groups g, etl.jobs j, "
+                  "(values ('g_ok', 1), ('g_leak', 2)) s(slug, seq) where j.slug = s.slug")
+        items_run = c.execute("select etl.run_job('leaky_items') as r").fetchone()["r"]
+        sql_run = c.execute("""select etl.run_job('leaky_sql', '{"api_password": "hunter2"}') as r""").fetchone()["r"]
+        pid = c.execute("select etl.trigger_pipeline(jobs => array['g_ok','g_leak'], "
+                        "transaction_scope => 'per_group', reason => 'test') as p").fetchone()["p"]
+        start_runner(slots=2)
+        wait_for(lambda: finished(c, items_run) and finished(c, sql_run)
+                 and pipeline_status(c, pid) not in ("running", "queued"), what="the three to end")
+        assert (run_status(c, items_run), run_status(c, sql_run)) == ("failed", "success")
+        stored = c.execute("""
+select string_agg(coalesce(t, ''), ' | ') as text from (
+  select error_message as t from etl.runs where run_id = %(i)s or pipeline_run_id = %(p)s
+  union all select error_message from etl.run_items where run_id = %(i)s
+  union all select a.error_message from etl.run_attempts a join etl.runs r using (run_id)
+             where r.run_id = %(i)s or r.pipeline_run_id = %(p)s
+  union all select message from etl.alert_events
+  union all select sql_executed from etl.runs where run_id = %(s)s) x""",
+                           {"i": items_run, "s": sql_run, "p": pid}).fetchone()["text"]
+        assert "hunter2" not in stored and "S3cretPw" not in stored, stored
+        assert "[REDACTED]" in c.execute("select error_message from etl.run_items where run_id = %s",
+                                         (items_run,)).fetchone()["error_message"]
+        assert '"leaky"."f_login"' in c.execute("select sql_executed from etl.runs where run_id = %s",
+                                            (sql_run,)).fetchone()["sql_executed"]
+        assert "login failed" in c.execute("select r.error_message from etl.runs r join etl.jobs j using (job_id) "
+                                           "where r.pipeline_run_id = %s and j.slug = 'g_leak'",
+                                           (pid,)).fetchone()["error_message"]
