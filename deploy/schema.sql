@@ -34,8 +34,9 @@ GRANT etl_operator TO etl_admin;
 REVOKE ALL ON SCHEMA etl FROM PUBLIC;
 GRANT USAGE ON SCHEMA etl TO etl_viewer;
 
--- Functions are not executable by PUBLIC unless a later change grants them on purpose.
-ALTER DEFAULT PRIVILEGES IN SCHEMA etl REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+-- (No default privilege can take EXECUTE from PUBLIC for one schema only: per-schema defaults only
+-- add. The engine change revokes it from every etl function it creates (plpgsql/900_grants.sql),
+-- and pgTAP's catalog test fails on any etl function PUBLIC may execute.)
 ALTER DEFAULT PRIVILEGES IN SCHEMA etl GRANT SELECT ON TABLES TO etl_viewer;
 
 COMMIT;
