@@ -1,5 +1,5 @@
 -- Deploy etl:schema to pg
--- The etl schema and the three roles every grant in the engine is written against.
+-- The etl schema and the four roles every grant in the engine is written against.
 
 BEGIN;
 
@@ -20,16 +20,24 @@ BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'etl_admin') THEN
     CREATE ROLE etl_admin NOLOGIN;
   END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'etl_runner') THEN
+    CREATE ROLE etl_runner NOLOGIN;
+  END IF;
 END
 $roles$;
 
 COMMENT ON ROLE etl_viewer IS 'Reads the catalog, run history, logs and metrics of the etl schema.';
 COMMENT ON ROLE etl_operator IS 'etl_viewer plus running, cancelling and retrying jobs.';
-COMMENT ON ROLE etl_admin IS 'etl_operator plus settings and job definitions.';
+COMMENT ON ROLE etl_admin IS 'etl_operator plus settings, the tick and job definitions (the catalog tables etl apply writes).';
+COMMENT ON ROLE etl_runner IS
+  'The runner processes: etl_viewer plus claiming, heartbeating and reporting runs, their items and '
+  'view refreshes, reaping dead runners'' leases, and writing run logs and service heartbeats. Apart '
+  'from the people: an operator cannot report an outcome, and a runner cannot run or cancel jobs.';
 
--- The hierarchy: each role has the rights of the one below.
+-- The hierarchy: each role has the rights of the one below. The runner's role is beside it.
 GRANT etl_viewer TO etl_operator;
 GRANT etl_operator TO etl_admin;
+GRANT etl_viewer TO etl_runner;
 
 REVOKE ALL ON SCHEMA etl FROM PUBLIC;
 GRANT USAGE ON SCHEMA etl TO etl_viewer;

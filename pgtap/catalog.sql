@@ -1,7 +1,7 @@
 -- Catalog rules: every etl function pins its search path, every API function is commented,
 -- SECURITY DEFINER only with a pinned path, and the per-role privilege matrix.
 BEGIN;
-SELECT plan(32);
+SELECT plan(43);
 
 SELECT is_empty($$
   SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -25,7 +25,8 @@ SELECT is_empty($$
    WHERE n.nspname = 'etl' AND p.proname LIKE '\_%'
      AND (has_function_privilege('etl_viewer', p.oid, 'execute')
           OR has_function_privilege('etl_operator', p.oid, 'execute')
-          OR has_function_privilege('etl_admin', p.oid, 'execute'))
+          OR has_function_privilege('etl_admin', p.oid, 'execute')
+          OR has_function_privilege('etl_runner', p.oid, 'execute'))
 $$, 'internal (underscore) functions are granted to no etl role');
 
 SELECT is_empty($$
@@ -82,12 +83,52 @@ SELECT results_eq($$SELECT action, target_id, reason, details ->> 'old', details
                   $$VALUES ('disable', 'catalog_op_job', 'maintenance window', 'true', 'false')$$,
                   'the change is audited with its reason, old and new value');
 
+-- The runner's role: outcomes come from runners, not from people (and runners do not run jobs).
+SELECT ok(NOT has_function_privilege('etl_operator', 'etl.finish(bigint, bigint, jsonb)', 'execute')
+          AND NOT has_function_privilege('etl_operator', 'etl.claim(text, integer)', 'execute')
+          AND NOT has_function_privilege('etl_admin', 'etl.finish(bigint, bigint, jsonb)', 'execute'),
+          'operators and admins may not claim or report runs (they could forge outcomes and cursors)');
+SELECT ok(NOT has_function_privilege('etl_runner', 'etl.run_job(text, jsonb, boolean, text, boolean, uuid, text, jsonb, timestamptz, boolean)', 'execute')
+          AND NOT has_function_privilege('etl_runner', 'etl.cancel(bigint, text)', 'execute'),
+          'a runner may not run or cancel jobs');
+CREATE ROLE etl_test_runner_user IN ROLE etl_runner;
+INSERT INTO etl.jobs (slug, name, kind, target) VALUES ('catalog_runner_job', 'runner test', 'python', 'm:f');
+SELECT etl.run_job('catalog_runner_job', reason => 'runner role');
+CREATE TEMP TABLE cat_run (r bigint, tok bigint);
+GRANT SELECT, INSERT ON cat_run TO etl_test_runner_user;
+SET LOCAL ROLE etl_test_runner_user;
+SELECT lives_ok($$INSERT INTO cat_run SELECT c.run_id, c.token FROM etl.claim('cat-runner', 1) c$$, 'a runner claims');
+SELECT is((SELECT etl.finish(r, tok, '{"status": "success"}') FROM cat_run), 'success', 'and reports the outcome');
+SELECT lives_ok($$INSERT INTO etl.service_heartbeats (instance_id, service, version, host, pid, status)
+                  VALUES ('cat-runner', 'runner', '1', 'h', 1, 'running')
+                  ON CONFLICT (instance_id) DO UPDATE SET status = excluded.status, last_seen = now()$$,
+                'and keeps its service heartbeat row');
+SELECT lives_ok($$INSERT INTO etl.run_logs (level, message, run_id) SELECT 'INFO', 'hello', r FROM cat_run$$,
+                'and writes run logs');
+SELECT throws_ok($$UPDATE etl.runs SET status = 'failed'$$, '42501', NULL, 'but writes no run directly');
+RESET ROLE;
+-- The admin's job definitions: what etl apply writes.
+CREATE ROLE etl_test_admin_user IN ROLE etl_admin;
+SET LOCAL ROLE etl_test_admin_user;
+SELECT lives_ok($$INSERT INTO etl.jobs (slug, name, kind, target) VALUES ('catalog_admin_job', 'admin test', 'python', 'm:f')$$,
+                'an admin writes job definitions');
+SELECT lives_ok($$INSERT INTO etl.job_dependencies (parent_job_id, child_job_id)
+                  SELECT p.job_id, c.job_id FROM etl.jobs p, etl.jobs c
+                   WHERE p.slug = 'catalog_op_job' AND c.slug = 'catalog_admin_job'$$, 'and their dependencies');
+SELECT throws_ok($$UPDATE etl.runs SET status = 'failed'$$, '42501', NULL, 'but no run history');
+RESET ROLE;
+
 -- Denial for real: a login-less role acting as viewer.
 CREATE ROLE etl_test_viewer_user IN ROLE etl_viewer;
 SET LOCAL ROLE etl_test_viewer_user;
 SELECT throws_ok($$SELECT etl.set_setting('parallel_jobs', '4', 'x')$$, '42501', NULL, 'a viewer is refused set_setting');
 SELECT throws_ok($$SELECT etl.run_job('anything')$$, '42501', NULL, 'a viewer is refused run_job');
 SELECT lives_ok($$SELECT count(*) FROM etl.runs$$, 'a viewer reads run history');
+SELECT lives_ok($$SELECT etl.cron_next('0 3 * * *', 'UTC', now()), etl.cron_describe('*/5 * * * *'),
+                         etl.cron_next_n('@daily', 'Europe/Berlin', now(), 3), etl.cron_parse('0 3 * * 1-5'),
+                         etl.param_fingerprint('{"a": 1}'), etl.canonical_json('{"a": 1}'), etl.next_wakeup(),
+                         etl.next_lease_expiry()$$,
+                'the functions granted to viewers work for a viewer (none trips on an internal one)');
 RESET ROLE;
 
 SELECT * FROM finish();

@@ -5,7 +5,7 @@
 -- metrics of runs and attempts.
 
 BEGIN;
-SELECT plan(85);
+SELECT plan(86);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -112,7 +112,11 @@ SELECT etl_test.items_job('it_sql', jsonb_build_object('sql',
     'select * from (values (''eu'', 1), (''us'', 2), (''eu'', 1)) v(region, shard) order by shard'));
 CREATE TEMP TABLE it_b AS SELECT etl.run_job('it_sql') AS r, NULL::bigint AS tok;
 UPDATE it_b SET tok = etl_test.claim_run(r);
-SELECT is((SELECT array_agg(params ORDER BY item_no) FROM etl.start_items((SELECT r FROM it_b), (SELECT tok FROM it_b))),
+SELECT throws_ok(format('SELECT * FROM etl.start_items(%s, %s)', (SELECT r FROM it_b), (SELECT tok FROM it_b)), '22023',
+    'job it_sql takes its items from its items.sql query, which the runner runs under its own role: pass its rows as items',
+    'a sql source is not run by the engine (it would run as the function''s owner): the runner passes its rows');
+SELECT is((SELECT array_agg(params ORDER BY item_no) FROM etl.start_items((SELECT r FROM it_b), (SELECT tok FROM it_b),
+             '[{"region": "eu", "shard": 1}, {"region": "us", "shard": 2}, {"region": "eu", "shard": 1}]')),
     ARRAY['{"region": "eu", "shard": 1}', '{"region": "us", "shard": 2}']::jsonb[],
     'a sql source: each row of the query becomes an item''s parameters (the repeated row is one item)');
 SELECT is((SELECT (items_total, items_duplicate)::text FROM etl.runs WHERE run_id = (SELECT r FROM it_b)), '(2,1)',

@@ -208,6 +208,7 @@ language plpgsql
 immutable
 strict
 parallel safe
+security definer  -- (it calls the internal _cron_* functions, which no role may call)
 set search_path = ''
 as $function$
 declare
@@ -516,6 +517,7 @@ returns timestamptz
 language plpgsql
 stable
 strict
+security definer  -- (it calls the internal _cron_* functions, which no role may call)
 set search_path = ''
 as $function$
 declare
@@ -546,6 +548,7 @@ returns setof timestamptz
 language plpgsql
 stable
 strict
+security definer  -- (it calls the internal _cron_* functions, which no role may call)
 set search_path = ''
 as $function$
 declare
@@ -763,6 +766,7 @@ language plpgsql
 immutable
 strict
 parallel safe
+security definer  -- (it calls the internal _cron_* functions, which no role may call)
 set search_path = ''
 as $function$
 declare

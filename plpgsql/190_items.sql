@@ -43,10 +43,14 @@ begin
   if v_source = 'static' then
     v_rows := p_job.items_source -> 'static';
   elsif v_source = 'sql' then
-    -- The query is part of the job definition, which only etl_admin may write.
-    execute pg_catalog.format('select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(q)), ''[]'') from (%s) q',
-                              p_job.items_source ->> 'sql')
-       into v_rows;
+    -- The runner runs the query, under its own role and in a read-only transaction: run here it
+    -- would run as this function's owner, and whoever may write a job definition would own the
+    -- database.
+    if p_items is null then
+      raise exception 'job % takes its items from its items.sql query, which the runner runs under its own role: pass its rows as items',
+        p_job.slug using errcode = 'invalid_parameter_value';
+    end if;
+    v_rows := p_items;
   elsif v_source = 'callable' then
     if p_items is null then
       raise exception 'job % takes its items from the callable %: pass the list it returned as items',
@@ -56,7 +60,7 @@ begin
   else
     raise exception 'job % has no items source', p_job.slug using errcode = 'invalid_parameter_value';
   end if;
-  if v_source <> 'callable' and p_items is not null then
+  if v_source = 'static' and p_items is not null then
     raise exception 'job % takes its items from its % source; items must not be passed', p_job.slug, v_source
       using errcode = 'invalid_parameter_value';
   end if;
@@ -98,8 +102,8 @@ begin
 end;
 $$;
 comment on function etl._materialize_items(etl.runs, etl.jobs, jsonb, bigint) is
-  'Creates the items of a run from its job''s items source (static list, SQL query, or the list the '
-  'runner got from the callable), deduplicated by param_hash with the repeats counted, running '
+  'Creates the items of a run from its job''s items source (the static list, or the rows the runner '
+  'got from the items.sql query or the callable), deduplicated by param_hash with the repeats counted, running '
   'under the attempt p_token. Internal.';
 
 create or replace function etl.start_items(run_id bigint, token bigint, items jsonb default null)
@@ -149,7 +153,8 @@ end;
 $$;
 comment on function etl.start_items(bigint, bigint, jsonb) is
   'For the attempt holding a run (token): creates the run''s items on its first attempt (from the '
-  'job''s static list or SQL query, or from items = the JSON array the runner''s callable returned), '
+  'job''s static list, or from items = the JSON array of the rows of its items.sql query or of what '
+  'its callable returned: the runner runs either under its own role), '
   'deduplicated by param_hash, then hands over every item not yet succeeded (pending, left running '
   'by a lost attempt, or failed transiently), each with its own cursor. Refuses a stale token (ETL01).';
 

@@ -1,4 +1,5 @@
 """Every SQL statement the runner sends, by name: the worker loop holds no SQL text."""
+from psycopg import sql
 
 STALE_TOKEN = "ETL01"  # SQLSTATE of a report from an attempt that no longer holds its run
 
@@ -28,6 +29,8 @@ select t.target, p.prokind
   join pg_namespace n on n.nspname = split_part(t.target, '.', 1)
   join pg_proc p on p.pronamespace = n.oid and p.proname = split_part(t.target, '.', 2)
 """
+# A job's items.sql (one SELECT, parsed by etl apply), its rows as the JSON array start_items takes.
+ITEMS_OF_QUERY = sql.SQL("select coalesce(jsonb_agg(to_jsonb(q)), '[]') as items from ({}) q")
 START_ITEMS = """
 select item_id, item_no, params, param_hash, cursor, attempt_count
   from etl.start_items(%(run_id)s, %(token)s, %(items)s::jsonb)

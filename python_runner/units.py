@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import sql
 
 from . import queries
 from .queries import STALE_TOKEN
@@ -43,6 +44,13 @@ def run_items(runner: "Runner", f: "InFlight") -> dict[str, Any]:
     if "callable" in source:
         produced = resolve_callable(source["callable"])(f.ctx)
         given = json.dumps(list(produced or []), default=str)
+    elif "sql" in source:
+        # Under the runner's role, read-only (the engine would run it as its own owner).
+        with runner.pool.connection() as conn, conn.transaction():
+            conn.execute("set transaction read only")
+            set_statement_timeout(conn, c.timeout_ms)
+            given = conn.execute(queries.ITEMS_OF_QUERY.format(sql.SQL(source["sql"]))).fetchone()["items"]
+            given = json.dumps(given)
     with runner.pool.connection() as conn:
         items = conn.execute(queries.START_ITEMS, {"run_id": c.run_id, "token": c.token, "items": given}).fetchall()
     total = len(items)

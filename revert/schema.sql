@@ -10,7 +10,7 @@ DO $roles$
 DECLARE
   v_role text;
 BEGIN
-  FOREACH v_role IN ARRAY ARRAY['etl_admin', 'etl_operator', 'etl_viewer'] LOOP
+  FOREACH v_role IN ARRAY ARRAY['etl_runner', 'etl_admin', 'etl_operator', 'etl_viewer'] LOOP
     BEGIN
       EXECUTE pg_catalog.format('DROP ROLE IF EXISTS %I', v_role);
     EXCEPTION WHEN dependent_objects_still_exist THEN

@@ -34,8 +34,9 @@ def start_runner(db):
     procs: list[subprocess.Popen] = []
 
     def start(slots: int = 2, worker: str | None = None, grace: float = 10.0,
-              extra: tuple[str, ...] = ()) -> subprocess.Popen:
-        env = dict(os.environ, ETL_DSN=db.dsn, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+              extra: tuple[str, ...] = (), dsn: str | None = None) -> subprocess.Popen:
+        env = dict(os.environ, ETL_DSN=dsn or db.dsn,
+                   PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         args = [sys.executable, "-m", "python_runner.cli", "runner", "--slots", str(slots), "--grace", str(grace),
                 "--safety-poll", "2"]
         if worker:
