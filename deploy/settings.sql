@@ -40,7 +40,10 @@ INSERT INTO etl.settings (name, value, description, min_value, max_value) VALUES
   ('environment', '"dev"'::jsonb,
    'Environment name (dev, stage, prod): a label for operators and dashboards.', NULL, NULL),
   ('log_retention_days', '30'::jsonb,
-   'Run logs older than this are purged by the tick.', 1, 3650);
+   'Run logs older than this are purged by the tick.', 1, 3650),
+  ('approval_by_another_user', 'false'::jsonb,
+   'true: a full refresh is approved by a database user other than the one who requested it (no '
+   'approval given with the trigger; etl.approve records its own session user as the approver).', NULL, NULL);
 
 CREATE TABLE etl.audit_log (
   audit_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -4,7 +4,7 @@
 -- cursor of 160_finish.sql), and materialized-view refreshes (210_refresh.sql).
 
 BEGIN;
-SELECT plan(94);
+SELECT plan(99);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -303,6 +303,41 @@ SELECT throws_ok(format('SELECT etl.retry(%s, ''after all'')', (SELECT min(run_i
     'nor by retry');
 SELECT is((SELECT count(*)::int FROM etl.audit_log WHERE action = 'cancel_pipeline' AND target_id = (SELECT pid FROM fr_x)::text), 1,
     'cancel_pipeline is audited once for the pipeline run');
+
+-- Four eyes (setting approval_by_another_user): no approval with the trigger, and the approver is
+-- another database user (session_user, which SET ROLE does not change: SET SESSION AUTHORIZATION does).
+SELECT etl.set_setting('approval_by_another_user', 'true', 'four eyes');
+SELECT throws_ok($$SELECT etl.run_job('fr_full', mode => 'full', approval => '{"confirmed": true, "approver": "ann", "reason": "r"}')$$,
+    '42501', 'with approval_by_another_user on, a full refresh is approved by another database user: request_approval => true, then etl.approve by someone else',
+    'with four eyes on, an approval given with the trigger is refused');
+CREATE TEMP TABLE fr_4 AS SELECT etl_test.pid(etl.run_job('fr_full', mode => 'full', request_approval => true,
+                                                          reason => 'rebuild')) AS pid;
+SELECT throws_ok(format('SELECT etl.approve(%s, ''mine'')', (SELECT pid FROM fr_4)), '42501',
+    format('pipeline run %s was requested by %s: with approval_by_another_user on, another database user approves it',
+           (SELECT pid FROM fr_4), session_user),
+    'the requester cannot approve their own request');
+CREATE ROLE etl_test_approver IN ROLE etl_operator;
+CREATE TEMP TABLE fr_4_got (step text, outcome text);
+GRANT SELECT ON fr_4 TO etl_test_approver;
+GRANT INSERT ON fr_4_got TO etl_test_approver;
+SET SESSION AUTHORIZATION etl_test_approver;
+DO $$
+BEGIN
+  BEGIN
+    PERFORM etl.approve((SELECT pid FROM fr_4), 'ok', 'cfo');
+    INSERT INTO fr_4_got VALUES ('named', 'approved');
+  EXCEPTION WHEN insufficient_privilege THEN INSERT INTO fr_4_got VALUES ('named', SQLERRM);
+  END;
+  INSERT INTO fr_4_got VALUES ('self', etl.approve((SELECT pid FROM fr_4), 'looked at it')::text);
+END $$;
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT outcome FROM fr_4_got WHERE step = 'named'),
+    'approver "cfo" is not you: with approval_by_another_user on, an approval is recorded under the database user who gives it (etl_test_approver)',
+    'another user may not approve in someone else''s name');
+SELECT is((SELECT outcome FROM fr_4_got WHERE step = 'self'), '1', 'another database user approves, and the run is released');
+SELECT is((SELECT (approved_by, requested_by = session_user)::text FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT pid FROM fr_4)),
+    '(etl_test_approver,t)', 'recorded under the approver''s own database user');
+SELECT etl.set_setting('approval_by_another_user', 'false', 'back');
 SELECT throws_ok($$SELECT etl.cancel_pipeline(999999999, 'x')$$, '22023', 'pipeline run 999999999 does not exist',
     'cancel_pipeline of an unknown pipeline run is refused');
 

@@ -212,6 +212,9 @@ begin
         raise exception 'request_approval needs a reason: why the full refresh is wanted'
           using errcode = 'invalid_parameter_value';
       end if;
+    elsif p_approval is not null and etl._approval_by_another_user() then
+      raise exception 'with approval_by_another_user on, a full refresh is approved by another database user: request_approval => true, then etl.approve by someone else'
+        using errcode = 'insufficient_privilege';
     elsif p_approval is null or p_approval -> 'confirmed' is distinct from 'true'::jsonb  -- JSON true, not "yes"
        or coalesce(p_approval ->> 'approver', '') = '' or coalesce(p_approval ->> 'reason', '') = '' then
       raise exception 'full refresh requires an approval: approval => {"confirmed": true, "approver": "...", "reason": "..."}, or request_approval => true and a later etl.approve(pipeline_run_id, reason)'

@@ -398,6 +398,17 @@ comment on function etl.next_lease_expiry() is
   'one. A runner with free slots wakes then and calls etl.reap_expired_leases when it has passed: '
   'heartbeats push live leases back, so only a dead runner''s lease is ever reached.';
 
+create or replace function etl._approval_by_another_user()
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce((select s.value = 'true'::jsonb from etl.settings s where s.name = 'approval_by_another_user'), false)
+$$;
+comment on function etl._approval_by_another_user() is
+  'The setting approval_by_another_user: full refreshes need an approver other than the requester. Internal.';
+
 create or replace function etl.approve(pipeline_run_id bigint, reason text, approver text default null)
 returns integer
 language plpgsql
@@ -412,6 +423,17 @@ begin
   perform etl._assert_primary();
   perform etl._require_reason(approve.reason, 'approve a full refresh');
   select p.* into v_pr from etl.pipeline_runs p where p.pipeline_run_id = approve.pipeline_run_id for update;
+  -- Four eyes, when the setting asks for them: the approver is who is logged in, and not the requester.
+  if found and etl._approval_by_another_user() then
+    if v_approver <> session_user::text then
+      raise exception 'approver "%" is not you: with approval_by_another_user on, an approval is recorded under the database user who gives it (%)',
+        v_approver, session_user using errcode = 'insufficient_privilege';
+    end if;
+    if v_pr.requested_by = session_user::text then
+      raise exception 'pipeline run % was requested by %: with approval_by_another_user on, another database user approves it',
+        approve.pipeline_run_id, session_user using errcode = 'insufficient_privilege';
+    end if;
+  end if;
   if not found then
     raise exception 'pipeline run % does not exist', approve.pipeline_run_id using errcode = 'invalid_parameter_value';
   end if;
@@ -437,6 +459,7 @@ end;
 $$;
 comment on function etl.approve(bigint, text, text) is
   'Approves a full refresh that was requested with request_approval => true: records the '
-  'confirmation, the approver (default: the session user) and the reason on the pipeline run, in '
+  'confirmation, the approver (default: the session user; with the setting approval_by_another_user '
+  'on, always the session user, who must not be the requester) and the reason on the pipeline run, in '
   'run_events and in the audit log, then releases its runs. Returns how many runs became runnable. '
   'A pipeline run awaiting approval is rejected with etl.cancel_pipeline.';
