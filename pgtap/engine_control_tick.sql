@@ -3,7 +3,7 @@
 -- policies, the lease reaper, backfill).
 
 BEGIN;
-SELECT plan(81);
+SELECT plan(84);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -209,21 +209,25 @@ UPDATE ct_l3 SET tok = etl_test.claim_run(r);
 UPDATE etl.job_locks SET expires_at = now() + interval '40 seconds' WHERE run_id = (SELECT r FROM ct_l2);
 UPDATE etl.job_locks SET expires_at = now() + interval '20 seconds' WHERE run_id = (SELECT r FROM ct_l3);
 SELECT is(etl.next_lease_expiry(), now() + interval '20 seconds', 'next_lease_expiry is the earliest active lease');
+SELECT is(etl.next_lease_expiry('w'), NULL, 'leaving out the leases the asking worker holds itself');
 SET LOCAL ROLE etl_runner;
 SELECT is(etl.reap_expired_leases(), 0, 'a runner (etl_runner) may reap; a lease still running is left alone');
 RESET ROLE;
 UPDATE etl.job_locks SET expires_at = now() - interval '1 second' WHERE run_id = (SELECT r FROM ct_l3);
 SELECT is(etl.next_lease_expiry(), now() - interval '1 second', 'a lease that ended unreaped is given, in the past');
 SET LOCAL ROLE etl_runner;
-SELECT is(etl.reap_expired_leases(), 1, 'reap_expired_leases reaps the ended lease and counts it');
+SELECT is(etl.reap_expired_leases('w'), 0, 'a runner never reaps the leases it holds itself (its heartbeats renew them)');
+SELECT is(etl.reap_expired_leases('runner-b'), 1, 'another runner reaps the ended lease and counts it');
 RESET ROLE;
 SELECT is((SELECT (etl_test.status(r), a.status, a.error_type)::text FROM ct_l3 JOIN etl.run_attempts a ON a.attempt_id = tok),
     '(queued,lost,lease_expired)', 'as the tick would: the run is retried, its attempt lost');
+SELECT is((SELECT actor FROM etl.run_events WHERE run_id = (SELECT r FROM ct_l3) AND event_type = 'lease_expired'),
+    'runner-b', 'the lease_expired event names the runner that reaped it');
 SELECT is(etl_test.status((SELECT r FROM ct_l2)), 'running', 'the live lease keeps its run');
 SELECT is(etl.next_lease_expiry(), now() + interval '40 seconds', 'and is now the earliest');
-SELECT ok(has_function_privilege('etl_viewer', 'etl.next_lease_expiry()', 'execute')
-          AND NOT has_function_privilege('etl_viewer', 'etl.reap_expired_leases()', 'execute')
-          AND NOT has_function_privilege('etl_operator', 'etl.reap_expired_leases()', 'execute'),
+SELECT ok(has_function_privilege('etl_viewer', 'etl.next_lease_expiry(text)', 'execute')
+          AND NOT has_function_privilege('etl_viewer', 'etl.reap_expired_leases(text)', 'execute')
+          AND NOT has_function_privilege('etl_operator', 'etl.reap_expired_leases(text)', 'execute'),
     'viewers and operators may ask when a lease ends, not reap');
 SELECT etl.cancel((SELECT r FROM ct_l2), 'done');
 SELECT etl.cancel((SELECT r FROM ct_l3), 'done');

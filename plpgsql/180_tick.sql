@@ -44,7 +44,7 @@ comment on function etl._fire_schedule(etl.schedules, timestamptz) is
   'Creates the pipeline run of one schedule fire time (or a skipped record under the overlap policy); '
   'the unique (schedule_id, logical_date) makes a second call for the same fire time a no-op.';
 
-create or replace function etl._reap_expired_leases()
+create or replace function etl._reap_expired_leases(p_actor text default 'etl.tick', p_spare_holder text default null)
 returns integer
 language plpgsql
 set search_path = ''
@@ -57,12 +57,13 @@ begin
   for v_lock in
     select l.lock_id, l.run_id, l.attempt_id from etl.job_locks l
      where l.status = 'active' and l.expires_at < pg_catalog.now()
+       and l.holder is distinct from p_spare_holder
      order by l.run_id
        for update skip locked
   loop
     select r.* into v_run from etl.runs r where r.run_id = v_lock.run_id for update;
     if v_run.status = 'running' and v_lock.attempt_id is not null then
-      perform etl._record_transition(v_run.run_id, v_run.pipeline_run_id, 'running', 'running', 'etl.tick',
+      perform etl._record_transition(v_run.run_id, v_run.pipeline_run_id, 'running', 'running', p_actor,
                                      pg_catalog.jsonb_build_object('attempt_id', v_lock.attempt_id), 'lease_expired');
       if v_run.cancel_requested_at is not null then
         -- The runner died before it could stop the run it was asked to cancel: the reaper ends it as
@@ -70,12 +71,12 @@ begin
         perform etl._finish(v_run, v_lock.attempt_id,
           '{"status": "cancelled", "error_type": "lease_expired",
             "message": "cancel requested; the runner stopped heartbeating before it stopped the run"}'::jsonb,
-          'etl.tick');
+          p_actor);
       else
         -- A dead runner: a transient SYSTEM failure, retried like any other.
         perform etl._finish(v_run, v_lock.attempt_id,
           '{"status": "failed", "error_category": "SYSTEM", "error_type": "lease_expired", "is_transient": true,
-            "message": "the runner stopped heartbeating; its lease expired"}'::jsonb, 'etl.tick');
+            "message": "the runner stopped heartbeating; its lease expired"}'::jsonb, p_actor);
       end if;
       update etl.run_attempts a set status = 'lost' where a.attempt_id = v_lock.attempt_id;
     else
@@ -86,13 +87,14 @@ begin
   return v_count;
 end;
 $$;
-comment on function etl._reap_expired_leases() is
+comment on function etl._reap_expired_leases(text, text) is
   'Fails the current attempt of every run whose lease expired as a transient SYSTEM error '
   '(lease_expired), which retries it; a run whose cancellation was requested ends cancelled instead '
   '(descendants skipped, pipeline run finalized, as when its runner reports the cancel). Either way '
-  'the attempt is marked lost and its late report is refused.';
+  'the attempt is marked lost and its late report is refused. p_actor names the reaper in the run '
+  'events; p_spare_holder''s own locks are left alone (a runner never reaps the runs it holds).';
 
-create or replace function etl.reap_expired_leases()
+create or replace function etl.reap_expired_leases(worker text default null)
 returns integer
 language plpgsql
 security definer
@@ -100,14 +102,16 @@ set search_path = ''
 as $$
 begin
   perform etl._assert_primary();
-  return etl._reap_expired_leases();
+  return etl._reap_expired_leases(coalesce(reap_expired_leases.worker, session_user::text), reap_expired_leases.worker);
 end;
 $$;
-comment on function etl.reap_expired_leases() is
+comment on function etl.reap_expired_leases(text) is
   'The tick''s reaper on its own, for runners: a runner that sees a lease end (etl.next_lease_expiry) '
   'reaps it at once instead of waiting up to a minute for the next tick, so a run whose runner died '
-  'is retried seconds after its lease, not a tick later. Safe beside the tick and other runners '
-  '(SKIP LOCKED). Returns the number of leases reaped.';
+  'is retried seconds after its lease, not a tick later. A runner passes its worker id: the leases '
+  'it holds itself are spared (after an outage its heartbeats renew them; its runs are alive), and '
+  'the run events name it. Safe beside the tick and other runners (SKIP LOCKED). Returns the number '
+  'of leases reaped.';
 
 create or replace function etl.tick()
 returns jsonb

@@ -54,6 +54,7 @@ def logs_cmd(run_id: int, level: str, text: str | None, follow: bool, limit: int
             # Runners NOTIFY etl_logs (payload: the run id) after each batch they write.
             listener.execute("listen etl_logs")
         after = 0
+        last_read = False  # the run has ended: one more read for the runner's last batch, then stop
         while True:
             rows = conn.execute(LOGS_AFTER, {"run_id": run_id, "after": after, "levels": levels,
                                              "text": _like(text), "limit": limit}).fetchall()
@@ -73,12 +74,13 @@ def logs_cmd(run_id: int, level: str, text: str | None, follow: bool, limit: int
                 return
             status = conn.execute("select status from etl.runs where run_id = %s", (run_id,)).fetchone()["status"]
             if status in FINAL_STATUSES and len(rows) < limit:
-                # One last read: a runner flushes its log batch right after the report.
-                time.sleep(1.0)
-                if not conn.execute("select 1 from etl.run_logs where run_id = %s and log_id > %s limit 1",
-                                    (run_id, after)).fetchone():
+                if last_read:
                     click.echo(f"-- run {run_id} ended: {status}", err=True)
                     return
+                # One last read: a runner flushes its log batch right after the report. (Filtered
+                # like the others: lines that --level or --grep leave out must not keep it going.)
+                last_read = True
+                time.sleep(1.0)
                 continue
             for note in listener.notifies(timeout=1.0):
                 if note.payload == str(run_id):

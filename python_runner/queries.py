@@ -20,8 +20,8 @@ FINISH = "select etl.finish(%(run_id)s, %(token)s, %(outcome)s::jsonb) as status
 # When to wake: the end of the shortest backoff to come, and of the earliest lease (a dead runner's,
 # once reached: live leases are pushed back by their heartbeats).
 NEXT_WAKEUP = ("select extract(epoch from etl.next_wakeup() - now()) as seconds, "
-               "extract(epoch from etl.next_lease_expiry() - now()) as lease_seconds")
-REAP = "select etl.reap_expired_leases() as reaped"
+               "extract(epoch from etl.next_lease_expiry(%(worker)s) - now()) as lease_seconds")
+REAP = "select etl.reap_expired_leases(%(worker)s) as reaped"
 LISTEN = "listen etl_runnable"
 ROUTINE_KINDS = """
 select t.target, p.prokind

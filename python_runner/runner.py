@@ -241,7 +241,10 @@ class Runner:
                         conn = None
                         if isinstance(exc, psycopg.OperationalError):
                             retry_at = time.monotonic() + backoff * (0.5 + random.random())
-                            backoff = min(backoff * 2, 10.0)
+                            # (never so long that a lease ends between two tries)
+                            with self.lock:
+                                shortest = min((g.lease_seconds for g in self.in_flight.values()), default=30.0)
+                            backoff = min(backoff * 2, 10.0, max(shortest / 4, 0.5))
                             break  # the other runs' beats wait for the same database
 
     def _cancel(self, f: InFlight) -> None:
@@ -380,7 +383,7 @@ class Runner:
                 break
         # The runs claimed with the report started in the database: they go first, the report's
         # log line and metrics after. This run leaves as they come in, in one step.
-        flights = self._register(reservation[0], next_claims, done=c.run_id)
+        flights = self._register(reservation[0], next_claims, done=c.token)
         started = [self._launch(fl, submit=i > 0) for i, fl in enumerate(flights)]
         if "run_status" in fields:
             self.log.info("run reported", fields=fields)
@@ -406,9 +409,10 @@ class Runner:
 
     def _reap(self, conn: psycopg.Connection) -> int:
         """Reaps expired leases (a dead runner's runs become retries) instead of leaving them to
-        the next pg_cron tick; returns how many."""
+        the next pg_cron tick; returns how many. Never this runner's own: after an outage longer
+        than a lease its heartbeats renew them (its jobs are still running)."""
         try:
-            reaped = conn.execute(queries.REAP).fetchone()["reaped"]
+            reaped = conn.execute(queries.REAP, {"worker": self.worker_id}).fetchone()["reaped"]
         except psycopg.Error as exc:
             if conn.broken or conn.closed:
                 raise  # the connection: the claim loop's business
@@ -438,14 +442,16 @@ class Runner:
             return free
 
     def _register(self, reserved: int, claimed: list[Claimed], done: int | None = None) -> list[InFlight]:
-        """In one step: the claimed runs become in flight, the finished run `done` leaves, the
-        reservation is given back (the claim loop never sees the slots free in between)."""
+        """In one step: the claimed runs become in flight, the finished attempt `done` (a token)
+        leaves, the reservation is given back (the claim loop never sees the slots free in
+        between). Keyed by attempt: a run this runner lost and claimed again is two entries while
+        the lost attempt's thread is still busy, and the late end of one never removes the other."""
         flights = [self._in_flight_of(c) for c in claimed]
         with self.lock:
             if done is not None:
                 self.in_flight.pop(done, None)
             for f in flights:
-                self.in_flight[f.claim.run_id] = f
+                self.in_flight[f.claim.token] = f
             self.reserved -= reserved
         return flights
 
@@ -528,7 +534,7 @@ class Runner:
                     # runner unseen for 60 s for lost.
                     wait = min(self.safety_poll, max(SERVICE_BEAT_SECONDS - (time.monotonic() - last_beat), 0.01))
                     if len(self.in_flight) < self.slots:
-                        nxt = conn.execute(queries.NEXT_WAKEUP).fetchone()
+                        nxt = conn.execute(queries.NEXT_WAKEUP, {"worker": self.worker_id}).fetchone()
                         if nxt["seconds"] is not None:
                             wait = min(wait, max(float(nxt["seconds"]), 0.01))
                         if nxt["lease_seconds"] is not None:

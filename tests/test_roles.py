@@ -96,3 +96,33 @@ def test_admin_applies_runner_runs_operator_cannot_report(db, logins, start_runn
         runner.terminate()
         assert runner.wait(timeout=20) == 0
         assert "permission denied" not in runner.stderr.read()
+
+
+def test_a_runner_cut_off_past_its_lease_keeps_its_run(db, logins, start_runner):
+    """Heartbeats refused for longer than the lease (as in a database outage): the runner's claim
+    loop must not reap its own run, and its heartbeats renew the lease when they get through."""
+    import time
+
+    with db.connect() as c:
+        c.execute("insert into etl.jobs (slug, name, kind, target, lease_duration) "
+                  "values ('cut_off', 'cut off', 'python', 'runner_jobs:slow', '2 seconds')")
+        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
+                  "select job_id, 'seconds', 'number' from etl.jobs where slug = 'cut_off'")
+        run = c.execute("""select etl.run_job('cut_off', '{"seconds": 7}') as r""").fetchone()["r"]
+        start_runner(slots=2, worker="runner-cut", dsn=logins["runner"])
+        wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
+                 == "running", what="the run to start")
+        c.execute("revoke execute on function etl.heartbeat(bigint, bigint) from etl_runner")
+        try:
+            wait_for(lambda: c.execute("select coalesce((select expires_at < now() - interval '1.5 seconds' "
+                                       "from etl.job_locks where run_id = %s), true) as gone",
+                                       (run,)).fetchone()["gone"], what="the lease to end (or its lock to go)")
+            time.sleep(1.0)  # the runner's own wake-ups come and go, its lease long past
+        finally:
+            c.execute("grant execute on function etl.heartbeat(bigint, bigint) to etl_runner")
+        wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
+                 not in ("running", "queued"), what="the run to end")
+        got = c.execute("select status, attempt_count from etl.runs where run_id = %s", (run,)).fetchone()
+        assert (got["status"], got["attempt_count"]) == ("success", 1)
+        assert c.execute("select count(*) as n from etl.run_attempts where run_id = %s and status = 'lost'",
+                         (run,)).fetchone()["n"] == 0

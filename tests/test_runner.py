@@ -317,6 +317,14 @@ def test_logs_follow_streams_until_the_run_ends(db, start_runner):
         assert [l.split(" INFO     ")[1].split()[0:2] for l in follow.stdout.splitlines()] == \
             [["step", str(i)] for i in range(5)]
         assert f"run {run} ended: success" in follow.stderr
+        # Filtered: the lines it leaves out (after the last one it shows) do not keep it following.
+        run = c.execute("select etl.run_job('chatty_slow') as r").fetchone()["r"]
+        for args in (["--grep", "step 2"], ["--level", "warning"]):
+            follow = subprocess.run([sys.executable, "-m", "python_runner.cli", "logs", str(run), "--follow", *args],
+                                    env=env, capture_output=True, text=True, timeout=30)
+            assert follow.returncode == 0, follow.stderr
+            assert len(follow.stdout.splitlines()) == (1 if args[0] == "--grep" else 0), follow.stdout
+            assert f"run {run} ended: success" in follow.stderr
 
 
 def test_a_lost_database_connection_is_retried_not_a_crash(db, start_runner):
