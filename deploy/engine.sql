@@ -31,7 +31,7 @@ CREATE TABLE etl.run_slots (
 COMMENT ON TABLE etl.run_slots IS
   'The global bound as a pool: settings.parallel_jobs rows; a running run holds one. Claimers take '
   'a free slot with SKIP LOCKED, so the bound holds under any number of concurrent claimers.';
-COMMENT ON COLUMN etl.run_slots.retired IS 'Above a lowered parallel_jobs: no new claim takes it; it is removed when its run ends.';
+COMMENT ON COLUMN etl.run_slots.retired IS 'Beyond a lowered parallel_jobs: no new claim takes it; it is removed when its run ends, and until then a slot freed elsewhere is removed in its stead.';
 INSERT INTO etl.run_slots (slot_no)
 SELECT g FROM pg_catalog.generate_series(1, (SELECT (value #>> '{}')::int FROM etl.settings WHERE name = 'parallel_jobs')) g;
 

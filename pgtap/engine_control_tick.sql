@@ -3,7 +3,7 @@
 -- policies, the lease reaper, backfill).
 
 BEGIN;
-SELECT plan(84);
+SELECT plan(91);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -123,6 +123,32 @@ SELECT is((SELECT value FROM etl.settings WHERE name = 'parallel_jobs'), '5'::js
 SELECT throws_ok($$SELECT etl.set_setting('parallel_jobs', null, 'x')$$, '22023',
     'setting "parallel_jobs" needs a value, got null', 'a null value is refused by name');
 SELECT is((SELECT count(*)::int FROM etl.run_slots WHERE NOT retired), 5, 'and grows the slot pool');
+
+-- Lowered under load: 5 running, parallel_jobs 2. No claim until fewer than 2 run, whichever ends first.
+SELECT etl_test.park();
+CREATE TEMP TABLE ct_load (n int, r bigint, tok bigint);
+INSERT INTO ct_load SELECT g, NULL, NULL FROM generate_series(1, 6) g;
+SELECT etl_test.make_job('ct_load_' || n) FROM ct_load;
+UPDATE ct_load SET r = etl.run_job('ct_load_' || n);
+UPDATE ct_load SET tok = etl_test.claim_run(r) WHERE n <= 5;
+SELECT etl.set_setting('parallel_jobs', '2', 'shrink under load');
+SELECT is((SELECT row(count(*), count(*) FILTER (WHERE retired), count(run_id))::text FROM etl.run_slots), '(5,3,5)',
+    'shrunk under load: the five busy slots stay, three of them retired');
+SELECT is((SELECT count(*)::int FROM etl.claim('w', 1)), 0, 'no claim while 5 run against a bound of 2');
+SELECT etl.finish(r, tok, '{"status": "success"}') FROM ct_load WHERE n IN (1, 5);
+SELECT is((SELECT row(count(*), count(*) FILTER (WHERE retired), count(run_id))::text FROM etl.run_slots), '(3,1,3)',
+    'each slot freed goes, a retired one or one in its stead');
+SELECT is((SELECT count(*)::int FROM etl.claim('w', 1)), 0, 'no claim while 3 run');
+SELECT etl.finish(r, tok, '{"status": "success"}') FROM ct_load WHERE n = 2;
+SELECT is((SELECT count(*)::int FROM etl.claim('w', 1)), 0, 'nor while 2 run');
+SELECT etl.finish(r, tok, '{"status": "success"}') FROM ct_load WHERE n = 3;
+SELECT is((SELECT row(count(*), count(*) FILTER (WHERE retired), count(run_id))::text FROM etl.run_slots), '(2,0,1)',
+    'the pool is the new bound, with one run left');
+UPDATE ct_load SET tok = etl_test.claim_run(r) WHERE n = 6;
+SELECT is((SELECT count(*)::int FROM etl.runs x JOIN ct_load c ON c.r = x.run_id WHERE x.status = 'running'), 2,
+    'one under the bound: the next run is claimed, two run');
+SELECT etl.finish(r, tok, '{"status": "success"}') FROM ct_load WHERE n IN (4, 6);
+SELECT etl.set_setting('parallel_jobs', '5', 'back');
 
 -- ---------------------------------------------------------------- next_wakeup
 SELECT etl_test.park();

@@ -136,14 +136,36 @@ returns void
 language plpgsql
 set search_path = ''
 as $$
+declare
+  v_active integer;
+  v_n integer;
 begin
-  insert into etl.run_slots (slot_no)
-  select g from pg_catalog.generate_series(1, p_size) g
-  on conflict (slot_no) do update set retired = false where etl.run_slots.retired;
-  -- Busy slots above the new size retire and vanish when their run ends.
-  update etl.run_slots set retired = true where slot_no > p_size and not retired;
-  delete from etl.run_slots where slot_no > p_size and run_id is null;
+  -- Claims wait (a few milliseconds) rather than take a slot this is about to remove.
+  lock table etl.run_slots in exclusive mode;
+  select pg_catalog.count(*) into v_active from etl.run_slots s where not s.retired;
+  if v_active < p_size then
+    -- Retired slots still busy come back first, then new ones.
+    update etl.run_slots s set retired = false
+     where s.slot_no in (select r.slot_no from etl.run_slots r where r.retired order by r.slot_no limit p_size - v_active);
+    get diagnostics v_n = row_count;
+    insert into etl.run_slots (slot_no)
+    select coalesce((select pg_catalog.max(s.slot_no) from etl.run_slots s), 0) + g
+      from pg_catalog.generate_series(1, p_size - v_active - v_n) g;
+  elsif v_active > p_size then
+    -- Free slots go at once; then busy ones retire, each removed when its run ends. While any is
+    -- busy, a slot freed elsewhere is removed in its stead (etl._finish): running runs never
+    -- exceed the new bound from this commit on, however long the retired ones run.
+    delete from etl.run_slots s
+     where s.slot_no in (select r.slot_no from etl.run_slots r where not r.retired and r.run_id is null
+                          order by r.slot_no desc limit v_active - p_size);
+    get diagnostics v_n = row_count;
+    update etl.run_slots s set retired = true
+     where s.slot_no in (select r.slot_no from etl.run_slots r where not r.retired
+                          order by r.slot_no desc limit v_active - p_size - v_n);
+  end if;
 end;
 $$;
 comment on function etl._resize_slots(integer) is
-  'Makes exactly p_size claimable slots; busy slots above it retire and are removed when freed.';
+  'Makes the pool p_size slots: grows by reviving retired slots, then new ones; shrinks by removing '
+  'free slots, then retiring busy ones (removed when freed; until then each slot freed elsewhere '
+  'is removed instead), so the running runs never exceed p_size once it commits. Internal.';
