@@ -3,7 +3,7 @@
 -- backoff, error classification, skips, alerts, cursors, finish_many, pipeline closure).
 
 BEGIN;
-SELECT plan(106);
+SELECT plan(108);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -244,6 +244,9 @@ SELECT is((SELECT status FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT 
 SELECT is(etl_test.succeed(etl_test.run_of((SELECT p1 FROM cf_pp), 'cf_pd')), 'success', 'the unrelated root still runs');
 SELECT is((SELECT status FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT p1 FROM cf_pp)), 'failed',
     'the first pipeline run closes as failed once its last run ended');
+SELECT is(etl_test.succeed(etl.run_job('cf_pa', dry_run => true)), 'success', 'a dry run of the job succeeds');
+SELECT is((SELECT status FROM etl.alert_events WHERE dedupe_key = 'run_failed:cf_pa'), 'open',
+    'a dry run''s success loaded nothing: the alert stays open');
 SELECT is(etl_test.succeed(etl.run_job('cf_pa')), 'success', 'a later run of the job succeeds');
 SELECT is((SELECT status FROM etl.alert_events WHERE dedupe_key = 'run_failed:cf_pa'), 'resolved',
     'the next success resolves the open alert');

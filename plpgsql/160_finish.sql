@@ -259,8 +259,11 @@ begin
       perform etl._advance_cursor(v_job, p_run, p_run.parameter_fingerprint, p_run.params, v_cursor);
     end if;
     perform etl._release_children(array[p_run.run_id]);
-    update etl.alert_events e set status = 'resolved', resolved_at = v_now, resolved_by = 'engine: next success'
-     where e.dedupe_key = 'run_failed:' || v_job.slug and e.status <> 'resolved';
+    -- (A dry run's success loaded nothing: the failure it follows is not mended.)
+    if not p_run.dry_run then
+      update etl.alert_events e set status = 'resolved', resolved_at = v_now, resolved_by = 'engine: next success'
+       where e.dedupe_key = 'run_failed:' || v_job.slug and e.status <> 'resolved';
+    end if;
   else
     v_skipped := etl._skip_descendants(p_run.run_id,
       pg_catalog.format('upstream %s run %s %s', v_job.slug, p_run.run_id, v_status));
@@ -491,7 +494,7 @@ begin
   perform etl._release_children(p_run_ids);
   update etl.alert_events e set status = 'resolved', resolved_at = v_now, resolved_by = 'engine: next success'
    where e.dedupe_key in (select 'run_failed:' || j.slug from etl.runs r join etl.jobs j on j.job_id = r.job_id
-                           where r.run_id = any (p_run_ids))
+                           where r.run_id = any (p_run_ids) and not r.dry_run)
      and e.status <> 'resolved';
   -- A pipeline run whose last open run this was closes (in id order: finalizers wait on each other).
   for v_pipeline in
