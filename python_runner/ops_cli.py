@@ -775,13 +775,31 @@ def runs_show(run_id: int, as_json: bool) -> None:
 # etl cancel / etl retry
 
 
+def _pipeline_status(conn, pipeline_run_id: int) -> str:
+    row = conn.execute("select status from etl.pipeline_runs where pipeline_run_id = %s", (pipeline_run_id,)).fetchone()
+    if row is None:
+        raise OpsError(f"pipeline run {pipeline_run_id} not found", EXIT_NOT_FOUND)
+    return row["status"]
+
+
 @click.command("cancel")
 @click.argument("run_id", metavar="RUN", type=int)
+@click.option("--pipeline", is_flag=True, help="RUN is a pipeline run: cancel every unfinished run of it.")
 @reason_option
 @handle_errors
-def cancel_cmd(run_id: int, reason: str) -> None:
-    """Cancel a run (etl.cancel): pending/queued at once, running at the runner's next heartbeat."""
+def cancel_cmd(run_id: int, pipeline: bool, reason: str) -> None:
+    """Cancel a run (etl.cancel), or a whole pipeline run with --pipeline (etl.cancel_pipeline):
+    pending and queued runs at once, running ones at their runner's next heartbeat (a Python job
+    stops when it checks ctx.cancelled; one that never does ends as it would have)."""
     with connect() as conn:
+        if pipeline:
+            before = _pipeline_status(conn, run_id)
+            if before in FINAL_STATUSES:
+                raise OpsError(f"pipeline run {run_id} is already {before}: nothing to cancel", EXIT_FAILED)
+            n = conn.execute("select etl.cancel_pipeline(%s, %s) as n", (run_id, reason)).fetchone()["n"]
+            click.echo(f"pipeline run {run_id}: {n} run{'s' if n != 1 else ''} cancelled or asked to stop "
+                       f"(their pending descendants are skipped)")
+            return
         before = _run_row(conn, run_id)["status"]
         if before in FINAL_STATUSES:
             raise OpsError(f"run {run_id} is already {before}: nothing to cancel", EXIT_FAILED)
@@ -809,11 +827,20 @@ def approve_cmd(pipeline_run_id: int, reason: str, approver: str | None) -> None
 
 @click.command("retry")
 @click.argument("run_id", metavar="RUN", type=int)
+@click.option("--pipeline", is_flag=True,
+              help="RUN is a pipeline run: re-open its failed, cancelled and skipped runs (etl.retry_pipeline).")
 @reason_option
 @handle_errors
-def retry_cmd(run_id: int, reason: str) -> None:
-    """Retry a failed, cancelled or skipped run (etl.retry), re-opening its skipped descendants."""
+def retry_cmd(run_id: int, pipeline: bool, reason: str) -> None:
+    """Retry a failed, cancelled or skipped run (etl.retry), re-opening its skipped descendants; or,
+    with --pipeline, a pipeline run from where it failed (its successes are kept)."""
     with connect() as conn:
+        if pipeline:
+            _pipeline_status(conn, run_id)
+            n = conn.execute("select etl.retry_pipeline(%s, %s) as n", (run_id, reason)).fetchone()["n"]
+            status = _pipeline_status(conn, run_id)
+            click.echo(f"pipeline run {run_id} re-opened, now {status} ({n} run{'s' if n != 1 else ''} re-opened)")
+            return
         _run_row(conn, run_id)
         n = conn.execute("select etl.retry(%s, %s) as n", (run_id, reason)).fetchone()["n"]
         status = conn.execute("select status from etl.runs where run_id = %s", (run_id,)).fetchone()["status"]

@@ -444,6 +444,25 @@ def test_cancel(cli, diamond):
     assert cli("cancel", "999999", "--reason", "x").exit_code == 3
 
 
+def test_cancel_and_retry_a_pipeline_run(cli, diamond):
+    pid = diamond.execute("select etl.trigger_pipeline(jobs => array['a','b','c','d'], reason => 't') as p").fetchone()["p"]
+    res = cli("cancel", str(pid), "--pipeline", "--reason", "wrong day")
+    assert res.exit_code == 0, res.output
+    assert f"pipeline run {pid}: " in res.output and "cancelled or asked to stop" in res.output
+    assert diamond.execute("select status from etl.pipeline_runs where pipeline_run_id = %s", (pid,)).fetchone()["status"] \
+        == "cancelled"
+    assert diamond.execute("select count(*) as n from etl.runs where pipeline_run_id = %s "
+                           "and status not in ('cancelled', 'skipped')", (pid,)).fetchone()["n"] == 0
+    res = cli("cancel", str(pid), "--pipeline", "--reason", "again")
+    assert res.exit_code == 1 and "already cancelled" in res.output
+    assert cli("cancel", "999999", "--pipeline", "--reason", "x").exit_code == 3
+    res = cli("retry", str(pid), "--pipeline", "--reason", "right day after all")
+    assert res.exit_code == 0, res.output
+    assert f"pipeline run {pid} re-opened, now running" in res.output
+    assert diamond.execute("select count(*) as n from etl.runs where pipeline_run_id = %s "
+                           "and status in ('pending', 'queued')", (pid,)).fetchone()["n"] == 4
+
+
 def test_retry(cli, db, diamond):
     run_id = _failed_run(db, diamond)
     res = cli("retry", str(run_id), "--reason", "fixed upstream")
