@@ -41,12 +41,16 @@ def main() -> None:
               show_envvar=True, help="Serve Prometheus metrics on PORT (0: any free port); off when unset.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, envvar="ETL_METRICS_HOST", show_envvar=True,
               help="Address the metrics endpoint binds to (0.0.0.0: every interface, for a remote Prometheus).")
+@click.option("--job-log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              default="INFO", show_default=True, envvar="ETL_JOB_LOG_LEVEL", show_envvar=True,
+              help="The lowest level of the jobs' own log lines (ctx.log) kept, on stderr and in etl.run_logs.")
 def runner_cmd(slots: int, worker_id: str | None, grace: float, safety_poll: float,
-               metrics_port: int | None, metrics_host: str) -> None:
+               metrics_port: int | None, metrics_host: str, job_log_level: str) -> None:
     """Run the runner daemon: claim, execute, heartbeat, report. SIGTERM drains."""
     from .runner import Runner
     runner = Runner(settings.dsn(), slots=slots, worker_id=worker_id, grace=grace,
                     safety_poll=safety_poll, metrics_port=metrics_port, metrics_host=metrics_host)
+    runner.job_logger.setLevel(job_log_level.upper())
     code = runner.run()
     if runner.abandoned_jobs:
         # Their runs were handed back when the grace period ended; the threads that still run them

@@ -114,3 +114,8 @@ def sleep_then_ok(ctx):
 def item_leaks_secret(ctx):
     """An item failing with credentials in its message (the runner must redact them)."""
     raise ValueError(f"item {ctx.params.get('k')}: https://svc:S3cretPw@api.example/x refused, password=hunter2")
+
+
+def debug_chatty(ctx):
+    ctx.log.debug("the detail", fields={"action": "detail"})
+    ctx.log.info("the gist", fields={"action": "gist"})

@@ -327,6 +327,23 @@ def test_logs_follow_streams_until_the_run_ends(db, start_runner):
             assert f"run {run} ended: success" in follow.stderr
 
 
+def test_job_debug_lines_are_kept_only_at_job_log_level_debug(db, start_runner):
+    with db.connect() as c:
+        add_job(c, "dbg", "runner_jobs:debug_chatty")
+
+        def levels_of_a_run(*extra: str) -> list[str]:
+            run = c.execute("select etl.run_job('dbg') as r").fetchone()["r"]
+            p = start_runner(slots=1, extra=extra)
+            wait_for(lambda: c.execute("select count(*) filter (where message = 'the gist') as n from etl.run_logs "
+                                       "where run_id = %s", (run,)).fetchone()["n"] == 1, what="the run's log lines")
+            p.terminate()
+            assert p.wait(timeout=20) == 0
+            return [r["level"] for r in c.execute("select level from etl.run_logs where run_id = %s and "
+                                                  "message in ('the detail', 'the gist') order by log_id", (run,))]
+        assert levels_of_a_run() == ["INFO"]
+        assert levels_of_a_run("--job-log-level", "debug") == ["DEBUG", "INFO"]
+
+
 def test_a_lost_database_connection_is_retried_not_a_crash(db, start_runner):
     with db.connect() as c:
         add_job(c, "after_outage", "runner_jobs:ok")
