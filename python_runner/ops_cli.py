@@ -492,7 +492,7 @@ def _wait_pipeline(conn, pipeline_run_id: int, timeout: float | None, as_json: b
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         rows = conn.execute("""
-            select r.run_id, j.slug, r.status, r.attempt_count from etl.runs r
+            select r.run_id, j.slug, r.status, r.attempt_count, r.dry_run from etl.runs r
               join etl.jobs j on j.job_id = r.job_id
              where r.pipeline_run_id = %s order by r.run_id""", (pipeline_run_id,)).fetchall()
         for r in rows:
@@ -500,13 +500,13 @@ def _wait_pipeline(conn, pipeline_run_id: int, timeout: float | None, as_json: b
             if seen.get(r["run_id"]) != state:
                 seen[r["run_id"]] = state
                 click.echo(f"  {datetime.now(timezone.utc):%H:%M:%S}  {r['slug']:<24} {r['status']:<16} "
-                           f"attempt {r['attempt_count']}", err=as_json)
+                           f"attempt {r['attempt_count']}" + ("  (dry run)" if r["dry_run"] else ""), err=as_json)
         if rows and all(r["status"] in FINAL_STATUSES for r in rows):
             bad = [r for r in rows if r["status"] not in GOOD_STATUSES]
             # A partial success is a good end (exit 0), but not a plain success: say which.
             partial = [r for r in rows if r["status"] == "partial_success"]
-            click.echo("finished: " + (", ".join(f"{r['slug']} {r['status']}" for r in bad + partial) or "success"),
-                       err=as_json)
+            click.echo("finished: " + (", ".join(f"{r['slug']} {r['status']}" for r in bad + partial) or "success")
+                       + (" (dry run: nothing changed)" if rows[0]["dry_run"] else ""), err=as_json)
             return (EXIT_FAILED if bad else EXIT_OK), rows
         if deadline is not None and time.monotonic() >= deadline:
             click.echo(f"error: timed out after {timeout:g}s waiting for pipeline run {pipeline_run_id}", err=True)
@@ -710,6 +710,12 @@ def runs_show(run_id: int, as_json: bool) -> None:
             select access, array_agg(relation order by relation) as relations
               from etl.job_lineage where job_id = %s group by access order by access""",
                                    (run["job_id"],)).fetchall()
+        # What a pending run waits for: its parents in the pipeline run that have not succeeded.
+        waiting_for = conn.execute("""
+            select j.slug, p.run_id, p.status from etl.run_dependencies d
+              join etl.runs p on p.run_id = d.parent_run_id join etl.jobs j on j.job_id = p.job_id
+             where d.child_run_id = %s and p.status <> 'success' order by p.run_id""",
+                                   (run_id,)).fetchall() if run["status"] == "pending" else []
         # A full refresh requested with --request-approval: its runs stay pending until `etl approve`.
         awaiting_approval = conn.execute(
             "select status = 'awaiting_approval' as a from etl.pipeline_runs where pipeline_run_id = %s",
@@ -734,6 +740,9 @@ def runs_show(run_id: int, as_json: bool) -> None:
                   ("error", f"{fmt(run['error_category'])} {fmt(run['error_type'])}: {fmt(run['error_message'])}"
                    if run["error_category"] or run["error_message"] else "-")),
                  ("skip reason", fmt(run["skip_reason"])), ("reason", fmt(run["reason"])),
+                 *([("waiting for", _waiting_for(run, waiting_for))] if run["status"] == "pending" else []),
+                 *([("cancel", _cancel_not_taken(run))]
+                   if run["cancel_requested_at"] and run["status"] != "cancelled" else []),
                  ("requested by", run["requested_by"])]
                 + ([("rows affected", fmt(extra["rows_affected"]))] if extra["rows_affected"] is not None else [])
                 + ([("items", f"{extra['items_succeeded'] or 0} of {extra['items_total']} succeeded, "
@@ -769,6 +778,26 @@ def runs_show(run_id: int, as_json: bool) -> None:
                               "; ".join(f"{'reads' if r['access'] == 'read' else 'writes'} {', '.join(r['relations'])}"
                                         for r in job_lineage) + " (the job's definition)"))
     click.echo("metrics: " + (json.dumps(run["metrics"], default=_jsonable) if run["metrics"] else "-"))
+
+
+def _waiting_for(run: dict, parents: list[dict]) -> str:
+    """Why a pending run has not started: its unfinished or failed parents, or outside ones."""
+    if parents:
+        def one(p: dict) -> str:
+            hint = f": etl retry {p['run_id']}" if p["status"] in ("failed", "cancelled", "skipped") else ""
+            return f"{p['slug']} run {p['run_id']} ({p['status']}{hint})"
+        return ", ".join(one(p) for p in parents)
+    if run["wait_until"]:
+        return f"its parents' latest runs outside this pipeline run to succeed, until {fmt(run['wait_until'])}"
+    return "a runner (or its pipeline run's approval)"
+
+
+def _cancel_not_taken(run: dict) -> str:
+    """A cancel that was asked for and not (yet) carried out."""
+    at = fmt(run["cancel_requested_at"])
+    if run["status"] == "running":
+        return f"requested {at}: the runner stops the job at its next heartbeat (a Python job when it checks ctx.cancelled)"
+    return f"requested {at}, but the job ended {run['status']} before it stopped (it did not check ctx.cancelled in time)"
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -461,6 +462,25 @@ def test_cancel_and_retry_a_pipeline_run(cli, diamond):
     assert f"pipeline run {pid} re-opened, now running" in res.output
     assert diamond.execute("select count(*) as n from etl.runs where pipeline_run_id = %s "
                            "and status in ('pending', 'queued')", (pid,)).fetchone()["n"] == 4
+
+
+def test_runs_show_says_what_a_pending_run_waits_for_and_a_cancel_not_taken(cli, diamond):
+    pid = diamond.execute("select etl.trigger_pipeline(jobs => array['a','b','c','d'], reason => 't') as p").fetchone()["p"]
+    runs = {r["slug"]: r["run_id"] for r in diamond.execute(
+        "select j.slug, r.run_id from etl.runs r join etl.jobs j using (job_id) where r.pipeline_run_id = %s", (pid,))}
+    res = cli("runs", "show", str(runs["d"]))
+    assert res.exit_code == 0, res.output
+    assert re.search(rf"waiting for +b run {runs['b']} \(pending\), c run {runs['c']} \(pending\)", res.output), res.output
+    claimed = diamond.execute("select run_id, token from etl.claim('w', 1)").fetchone()
+    assert claimed["run_id"] == runs["a"]
+    diamond.execute("select etl.cancel(%s, 'stop it')", (runs["a"],))
+    assert "the runner stops the job at its next heartbeat" in cli("runs", "show", str(runs["a"])).output
+    diamond.execute("""select etl.finish(%s, %s, '{"status": "failed", "error_category": "DATA"}')""",
+                    (runs["a"], claimed["token"]))
+    assert "but the job ended failed before it stopped" in cli("runs", "show", str(runs["a"])).output
+    # (a failed parent skips its descendants; a run triggered alone waits for the outside parent)
+    res = cli("runs", "show", str(diamond.execute("select etl.run_job('b') as r").fetchone()["r"]))
+    assert re.search(r"waiting for +its parents' latest runs outside this pipeline run to succeed", res.output), res.output
 
 
 def test_retry(cli, db, diamond):
