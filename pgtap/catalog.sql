@@ -127,7 +127,7 @@ SELECT lives_ok($$SELECT count(*) FROM etl.runs$$, 'a viewer reads run history')
 SELECT lives_ok($$SELECT etl.cron_next('0 3 * * *', 'UTC', now()), etl.cron_describe('*/5 * * * *'),
                          etl.cron_next_n('@daily', 'Europe/Berlin', now(), 3), etl.cron_parse('0 3 * * 1-5'),
                          etl.param_fingerprint('{"a": 1}'), etl.canonical_json('{"a": 1}'), etl.next_wakeup(),
-                         etl.next_lease_expiry('w')$$,
+                         etl.next_lease_expiry('{1}')$$,
                 'the functions granted to viewers work for a viewer (none trips on an internal one)');
 RESET ROLE;
 

@@ -3,7 +3,7 @@
 -- policies, the lease reaper, backfill).
 
 BEGIN;
-SELECT plan(91);
+SELECT plan(92);
 
 -- ---------------------------------------------------------------- helpers
 \ir lib/engine_helpers.psql
@@ -235,14 +235,18 @@ UPDATE ct_l3 SET tok = etl_test.claim_run(r);
 UPDATE etl.job_locks SET expires_at = now() + interval '40 seconds' WHERE run_id = (SELECT r FROM ct_l2);
 UPDATE etl.job_locks SET expires_at = now() + interval '20 seconds' WHERE run_id = (SELECT r FROM ct_l3);
 SELECT is(etl.next_lease_expiry(), now() + interval '20 seconds', 'next_lease_expiry is the earliest active lease');
-SELECT is(etl.next_lease_expiry('w'), NULL, 'leaving out the leases the asking worker holds itself');
+GRANT SELECT ON ct_l3 TO etl_runner;
+SELECT is(etl.next_lease_expiry(ARRAY[(SELECT tok FROM ct_l2), (SELECT tok FROM ct_l3)]), NULL,
+    'leaving out the attempts the asking runner runs itself');
+SELECT is(etl.next_lease_expiry(ARRAY[(SELECT tok FROM ct_l3)]), now() + interval '40 seconds', 'and only those');
 SET LOCAL ROLE etl_runner;
 SELECT is(etl.reap_expired_leases(), 0, 'a runner (etl_runner) may reap; a lease still running is left alone');
 RESET ROLE;
 UPDATE etl.job_locks SET expires_at = now() - interval '1 second' WHERE run_id = (SELECT r FROM ct_l3);
 SELECT is(etl.next_lease_expiry(), now() - interval '1 second', 'a lease that ended unreaped is given, in the past');
 SET LOCAL ROLE etl_runner;
-SELECT is(etl.reap_expired_leases('w'), 0, 'a runner never reaps the leases it holds itself (its heartbeats renew them)');
+SELECT is(etl.reap_expired_leases('w', ARRAY[(SELECT tok FROM ct_l3)]), 0,
+    'a runner never reaps the attempts it runs itself (its heartbeats renew them)');
 SELECT is(etl.reap_expired_leases('runner-b'), 1, 'another runner reaps the ended lease and counts it');
 RESET ROLE;
 SELECT is((SELECT (etl_test.status(r), a.status, a.error_type)::text FROM ct_l3 JOIN etl.run_attempts a ON a.attempt_id = tok),
@@ -251,9 +255,9 @@ SELECT is((SELECT actor FROM etl.run_events WHERE run_id = (SELECT r FROM ct_l3)
     'runner-b', 'the lease_expired event names the runner that reaped it');
 SELECT is(etl_test.status((SELECT r FROM ct_l2)), 'running', 'the live lease keeps its run');
 SELECT is(etl.next_lease_expiry(), now() + interval '40 seconds', 'and is now the earliest');
-SELECT ok(has_function_privilege('etl_viewer', 'etl.next_lease_expiry(text)', 'execute')
-          AND NOT has_function_privilege('etl_viewer', 'etl.reap_expired_leases(text)', 'execute')
-          AND NOT has_function_privilege('etl_operator', 'etl.reap_expired_leases(text)', 'execute'),
+SELECT ok(has_function_privilege('etl_viewer', 'etl.next_lease_expiry(bigint[])', 'execute')
+          AND NOT has_function_privilege('etl_viewer', 'etl.reap_expired_leases(text, bigint[])', 'execute')
+          AND NOT has_function_privilege('etl_operator', 'etl.reap_expired_leases(text, bigint[])', 'execute'),
     'viewers and operators may ask when a lease ends, not reap');
 SELECT etl.cancel((SELECT r FROM ct_l2), 'done');
 SELECT etl.cancel((SELECT r FROM ct_l3), 'done');

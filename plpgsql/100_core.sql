@@ -140,8 +140,15 @@ declare
   v_active integer;
   v_n integer;
 begin
-  -- Claims wait (a few milliseconds) rather than take a slot this is about to remove.
-  lock table etl.run_slots in exclusive mode;
+  -- Claims wait (a few milliseconds) rather than take a slot this is about to remove; and this
+  -- waits no longer than 5 s for a long transaction that holds slots (every claim would queue too).
+  perform pg_catalog.set_config('lock_timeout', '5s', true);
+  begin
+    lock table etl.run_slots in exclusive mode;
+  exception when lock_not_available then
+    raise exception 'parallel_jobs not changed: the slot pool stayed locked for 5 s by another transaction'
+      using errcode = 'lock_not_available', hint = 'Try again; pg_stat_activity shows what holds etl.run_slots.';
+  end;
   select pg_catalog.count(*) into v_active from etl.run_slots s where not s.retired;
   if v_active < p_size then
     -- Retired slots still busy come back first, then new ones.

@@ -381,7 +381,7 @@ comment on function etl.next_wakeup() is
   'When the next queued run in backoff becomes claimable (the end of the shortest backoff still to '
   'come); NULL when none is. A runner sleeps until then or until a NOTIFY on etl_runnable.';
 
-create or replace function etl.next_lease_expiry(worker text default null)
+create or replace function etl.next_lease_expiry(spare bigint[] default null)
 returns timestamptz
 language sql
 stable
@@ -391,13 +391,13 @@ as $$
   -- Every lock is deleted when its run ends, so the active ones are all there is: one probe
   -- (and the next ones while they are the worker's own).
   select l.expires_at from etl.job_locks l
-   where l.status = 'active' and l.holder is distinct from next_lease_expiry.worker
+   where l.status = 'active' and (next_lease_expiry.spare is null or not l.attempt_id = any (next_lease_expiry.spare))
    order by l.expires_at limit 1
 $$;
-comment on function etl.next_lease_expiry(text) is
-  'When the earliest active lease ends (past if one already has, unreaped), leaving out the leases '
-  'worker holds itself; NULL when there is none. A runner with free slots wakes then and calls '
-  'etl.reap_expired_leases(worker) when it has passed: heartbeats push live leases back, so only a '
+comment on function etl.next_lease_expiry(bigint[]) is
+  'When the earliest active lease ends (past if one already has, unreaped), leaving out the attempts '
+  '(tokens) in spare, the asking runner''s own; NULL when there is none. A runner with free slots '
+  'wakes then and calls etl.reap_expired_leases(worker, spare) when it has passed: heartbeats push live leases back, so only a '
   'dead runner''s lease is ever reached.';
 
 create or replace function etl._approval_by_another_user()

@@ -44,7 +44,7 @@ comment on function etl._fire_schedule(etl.schedules, timestamptz) is
   'Creates the pipeline run of one schedule fire time (or a skipped record under the overlap policy); '
   'the unique (schedule_id, logical_date) makes a second call for the same fire time a no-op.';
 
-create or replace function etl._reap_expired_leases(p_actor text default 'etl.tick', p_spare_holder text default null)
+create or replace function etl._reap_expired_leases(p_actor text default 'etl.tick', p_spare bigint[] default null)
 returns integer
 language plpgsql
 set search_path = ''
@@ -57,7 +57,7 @@ begin
   for v_lock in
     select l.lock_id, l.run_id, l.attempt_id from etl.job_locks l
      where l.status = 'active' and l.expires_at < pg_catalog.now()
-       and l.holder is distinct from p_spare_holder
+       and (p_spare is null or not l.attempt_id = any (p_spare))
      order by l.run_id
        for update skip locked
   loop
@@ -87,14 +87,14 @@ begin
   return v_count;
 end;
 $$;
-comment on function etl._reap_expired_leases(text, text) is
+comment on function etl._reap_expired_leases(text, bigint[]) is
   'Fails the current attempt of every run whose lease expired as a transient SYSTEM error '
   '(lease_expired), which retries it; a run whose cancellation was requested ends cancelled instead '
   '(descendants skipped, pipeline run finalized, as when its runner reports the cancel). Either way '
   'the attempt is marked lost and its late report is refused. p_actor names the reaper in the run '
-  'events; p_spare_holder''s own locks are left alone (a runner never reaps the runs it holds).';
+  'events; the attempts (tokens) in p_spare are left alone (a runner never reaps the runs it holds).';
 
-create or replace function etl.reap_expired_leases(worker text default null)
+create or replace function etl.reap_expired_leases(worker text default null, spare bigint[] default null)
 returns integer
 language plpgsql
 security definer
@@ -102,15 +102,16 @@ set search_path = ''
 as $$
 begin
   perform etl._assert_primary();
-  return etl._reap_expired_leases(coalesce(reap_expired_leases.worker, session_user::text), reap_expired_leases.worker);
+  return etl._reap_expired_leases(coalesce(reap_expired_leases.worker, session_user::text), reap_expired_leases.spare);
 end;
 $$;
-comment on function etl.reap_expired_leases(text) is
+comment on function etl.reap_expired_leases(text, bigint[]) is
   'The tick''s reaper on its own, for runners: a runner that sees a lease end (etl.next_lease_expiry) '
   'reaps it at once instead of waiting up to a minute for the next tick, so a run whose runner died '
-  'is retried seconds after its lease, not a tick later. A runner passes its worker id: the leases '
-  'it holds itself are spared (after an outage its heartbeats renew them; its runs are alive), and '
-  'the run events name it. Safe beside the tick and other runners (SKIP LOCKED). Returns the number '
+  'is retried seconds after its lease, not a tick later. A runner passes its worker id, which the '
+  'run events name, and the tokens of the attempts it runs, which are spared (after an outage its '
+  'heartbeats renew them: its jobs are alive). A restarted runner under the same worker id reaps '
+  'what its dead predecessor held. Safe beside the tick and other runners (SKIP LOCKED). Returns the number '
   'of leases reaped.';
 
 create or replace function etl.tick()

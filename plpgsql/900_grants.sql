@@ -5,7 +5,7 @@ revoke all on all functions in schema etl from public;
 grant select on all tables in schema etl to etl_viewer;
 grant execute on function etl.cron_next(text, text, timestamptz), etl.cron_next_n(text, text, timestamptz, integer),
                           etl.cron_describe(text), etl.cron_parse(text), etl.canonical_json(jsonb),
-                          etl.param_fingerprint(jsonb), etl.next_wakeup(), etl.next_lease_expiry(text),
+                          etl.param_fingerprint(jsonb), etl.next_wakeup(), etl.next_lease_expiry(bigint[]),
                           etl.classify_error(bigint, text, text, text, integer, boolean),
                           etl.backoff_ms(bigint, integer)
   to etl_viewer;
@@ -23,7 +23,7 @@ grant execute on function
   etl.claim(text, integer), etl.heartbeat(bigint, bigint), etl.finish(bigint, bigint, jsonb),
   etl.finish_many(jsonb), etl.start_items(bigint, bigint, jsonb), etl.finish_item(bigint, bigint, bigint, jsonb),
   etl.refresh_plan(bigint, bigint, boolean), etl.refresh_view(bigint, bigint, bigint),
-  etl.reap_expired_leases(text)
+  etl.reap_expired_leases(text, bigint[])
   to etl_runner;
 grant insert on etl.run_logs to etl_runner;
 grant insert, update on etl.service_heartbeats to etl_runner;

@@ -714,7 +714,7 @@ def runs_show(run_id: int, as_json: bool) -> None:
         waiting_for = conn.execute("""
             select j.slug, p.run_id, p.status from etl.run_dependencies d
               join etl.runs p on p.run_id = d.parent_run_id join etl.jobs j on j.job_id = p.job_id
-             where d.child_run_id = %s and p.status <> 'success' order by p.run_id""",
+             where d.child_run_id = %s and p.status not in ('success', 'partial_success') order by p.run_id""",
                                    (run_id,)).fetchall() if run["status"] == "pending" else []
         # A full refresh requested with --request-approval: its runs stay pending until `etl approve`.
         awaiting_approval = conn.execute(
@@ -797,6 +797,8 @@ def _cancel_not_taken(run: dict) -> str:
     at = fmt(run["cancel_requested_at"])
     if run["status"] == "running":
         return f"requested {at}: the runner stops the job at its next heartbeat (a Python job when it checks ctx.cancelled)"
+    if run["status"] not in FINAL_STATUSES:
+        return f"requested {at}, while the run was between attempts"
     return f"requested {at}, but the job ended {run['status']} before it stopped (it did not check ctx.cancelled in time)"
 
 
@@ -868,6 +870,9 @@ def retry_cmd(run_id: int, pipeline: bool, reason: str) -> None:
             _pipeline_status(conn, run_id)
             n = conn.execute("select etl.retry_pipeline(%s, %s) as n", (run_id, reason)).fetchone()["n"]
             status = _pipeline_status(conn, run_id)
+            if n == 0:
+                raise OpsError(f"pipeline run {run_id} is {status}: no failed, cancelled or skipped run to re-open",
+                               EXIT_FAILED)
             click.echo(f"pipeline run {run_id} re-opened, now {status} ({n} run{'s' if n != 1 else ''} re-opened)")
             return
         _run_row(conn, run_id)

@@ -39,6 +39,11 @@ from .redact import redact_outcome, redact_text
 from .metrics import RunnerMetrics
 
 SERVICE_BEAT_SECONDS = 10.0  # the runner's etl.service_heartbeats row is refreshed this often
+# Heartbeats retried during an outage at most this far apart (and a quarter of the shortest lease)...
+HEARTBEAT_RETRY_CAP = 5.0
+# ...so a runner that has just (re)connected leaves expired leases alone this long: after an outage
+# longer than a lease, every lease looks expired, and the peers' heartbeats renew theirs meanwhile.
+REAP_GRACE_SECONDS = 1.5 * HEARTBEAT_RETRY_CAP + 1.0
 
 
 
@@ -97,6 +102,7 @@ class Claimed:
     group_id: int | None = None
     group_members: list | None = None  # a group leader: the other members, in sequence
     refreshes: bool = False  # the job has materialized views to refresh after it
+    lease_left: float | None = None  # seconds of lease at the claim, by the database's clock
 
 
 @dataclass
@@ -244,7 +250,7 @@ class Runner:
                             # (never so long that a lease ends between two tries)
                             with self.lock:
                                 shortest = min((g.lease_seconds for g in self.in_flight.values()), default=30.0)
-                            backoff = min(backoff * 2, 10.0, max(shortest / 4, 0.5))
+                            backoff = min(backoff * 2, HEARTBEAT_RETRY_CAP, max(shortest / 4, 0.5))
                             break  # the other runs' beats wait for the same database
 
     def _cancel(self, f: InFlight) -> None:
@@ -352,7 +358,8 @@ class Runner:
                                                  fields={"action": "claim", "error": str(exc).strip()[:200]})
                     if rows is None:
                         return conn.execute(queries.FINISH, params).fetchone()
-                got = [Claimed(**{k: r[k] for k in queries.CLAIM_FIELDS}) for r in rows if r["run_id"] is not None]
+                got = [Claimed(**{k: r[k] for k in (*queries.CLAIM_FIELDS, "lease_left")})
+                       for r in rows if r["run_id"] is not None]
                 next_claims.extend(got)
                 short_claim[0] = claim and len(got) < want
                 return {"status": rows[0]["finished_status"]}
@@ -407,12 +414,12 @@ class Runner:
             return self.slots
         return row["n"] if row and row["n"] else self.slots
 
-    def _reap(self, conn: psycopg.Connection) -> int:
+    def _reap(self, conn: psycopg.Connection, own: list[int]) -> int:
         """Reaps expired leases (a dead runner's runs become retries) instead of leaving them to
         the next pg_cron tick; returns how many. Never this runner's own: after an outage longer
         than a lease its heartbeats renew them (its jobs are still running)."""
         try:
-            reaped = conn.execute(queries.REAP, {"worker": self.worker_id}).fetchone()["reaped"]
+            reaped = conn.execute(queries.REAP, {"worker": self.worker_id, "spare": own}).fetchone()["reaped"]
         except psycopg.Error as exc:
             if conn.broken or conn.closed:
                 raise  # the connection: the claim loop's business
@@ -465,7 +472,9 @@ class Runner:
         return f
 
     def _in_flight_of(self, c: Claimed) -> InFlight:
-        lease = max(1.0, (c.lease_expires_at.timestamp() - time.time()))
+        # (By the database's clock when it says: a runner's clock that is off would heartbeat late.)
+        left = c.lease_left if c.lease_left is not None else c.lease_expires_at.timestamp() - time.time()
+        lease = max(0.5, left)
         ctx = JobContext(run_id=c.run_id, attempt_no=c.attempt_no, job=c.job_slug,
                          params=c.params, cursor=c.cursor, dry_run=c.dry_run,
                          logical_date=c.logical_date, mode=c.mode,
@@ -505,6 +514,7 @@ class Runner:
             self.log_sink = RunLogHandler(self.dsn)
             self.job_logger.addHandler(self.log_sink)
             conn = self._retrying("connect", self._connect, attempts=30)
+            reap_from = time.monotonic() + REAP_GRACE_SECONDS
             # Connections for reports up front, but no more than runs can ever run at once here.
             self.reports.fill(min(self.slots, self._parallel_jobs(conn)))
             self._service_beat(conn, "running")
@@ -515,6 +525,7 @@ class Runner:
                 try:
                     if conn.closed:
                         conn = self._retrying("connect", self._connect)
+                        reap_from = time.monotonic() + REAP_GRACE_SECONDS
                     free = self._free_slots()
                     if free > 0:
                         claimed = []
@@ -534,16 +545,20 @@ class Runner:
                     # runner unseen for 60 s for lost.
                     wait = min(self.safety_poll, max(SERVICE_BEAT_SECONDS - (time.monotonic() - last_beat), 0.01))
                     if len(self.in_flight) < self.slots:
-                        nxt = conn.execute(queries.NEXT_WAKEUP, {"worker": self.worker_id}).fetchone()
+                        with self.lock:
+                            own = list(self.in_flight)  # the attempts (tokens) this process runs
+                        nxt = conn.execute(queries.NEXT_WAKEUP, {"spare": own}).fetchone()
                         if nxt["seconds"] is not None:
                             wait = min(wait, max(float(nxt["seconds"]), 0.01))
                         if nxt["lease_seconds"] is not None:
                             lease = float(nxt["lease_seconds"])
-                            if lease <= 0 and self._reap(conn):
+                            grace = reap_from - time.monotonic()
+                            if lease <= 0 and grace <= 0 and self._reap(conn, own):
                                 continue  # the reaped runs are queued again (after their backoff)
-                            # Just after the lease ends; one that is past but was not reaped here
-                            # (another reaper holds it) is looked at again a second later.
-                            wait = min(wait, lease + 0.05 if lease > 0 else 1.0)
+                            # Just after the lease ends (or the grace after connecting); one that
+                            # is past but was not reaped here (another reaper holds it) is looked
+                            # at again a second later.
+                            wait = min(wait, max(lease + 0.05, grace + 0.05) if lease > 0 or grace > 0 else 1.0)
                 except psycopg.OperationalError as exc:
                     self.log.warning("control connection lost", fields={"action": "claim", "error": str(exc).strip()[:200]})
                     with contextlib.suppress(Exception):

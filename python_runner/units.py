@@ -45,12 +45,23 @@ def run_items(runner: "Runner", f: "InFlight") -> dict[str, Any]:
         produced = resolve_callable(source["callable"])(f.ctx)
         given = json.dumps(list(produced or []), default=str)
     elif "sql" in source:
-        # Under the runner's role, read-only (the engine would run it as its own owner).
-        with runner.pool.connection() as conn, conn.transaction():
-            conn.execute("set transaction read only")
-            set_statement_timeout(conn, c.timeout_ms)
-            given = conn.execute(queries.ITEMS_OF_QUERY.format(sql.SQL(source["sql"]))).fetchone()["items"]
-            given = json.dumps(given)
+        # Under the runner's role, read-only (the engine would run it as its own owner), on its
+        # first attempt only (a later one resumes the items it made), and cancellable like a job.
+        with runner.pool.connection() as conn:
+            if conn.execute(queries.RUN_HAS_ITEMS, {"run_id": c.run_id}).fetchone()["has_items"]:
+                given = None
+            else:
+                f.backend_pid = conn.info.backend_pid
+                try:
+                    with conn.transaction():
+                        conn.execute("set transaction read only")
+                        set_statement_timeout(conn, c.timeout_ms)
+                        # (The extended protocol, as prepare=False still is with parameters: one
+                        # statement only, so nothing in the query can end this read-only transaction.)
+                        given = conn.execute(queries.ITEMS_OF_QUERY.format(sql.SQL(source["sql"])),
+                                             {"run_id": c.run_id}).fetchone()["items"]
+                finally:
+                    f.backend_pid = None
     with runner.pool.connection() as conn:
         items = conn.execute(queries.START_ITEMS, {"run_id": c.run_id, "token": c.token, "items": given}).fetchall()
     total = len(items)

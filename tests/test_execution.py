@@ -365,3 +365,25 @@ select string_agg(coalesce(t, ''), ' | ') as text from (
         assert "login failed" in c.execute("select r.error_message from etl.runs r join etl.jobs j using (job_id) "
                                            "where r.pipeline_run_id = %s and j.slug = 'g_leak'",
                                            (pid,)).fetchone()["error_message"]
+
+
+def test_items_sql_runs_as_one_read_only_statement(db, start_runner):
+    """A job's items.sql cannot end the runner's read-only transaction with `; commit; ...` (one
+    statement only) nor write in it."""
+    with db.connect() as c:
+        c.execute("create table public.escape_probe (n int)")
+        c.execute("create function public.write_probe() returns int language sql "
+                  "as $$ insert into public.escape_probe values (2) returning n $$")
+        for slug, query in (("escapes", "select 1 as k) q; commit; insert into public.escape_probe values (1); "
+                                        "select 1 as items from (select 1"),
+                            ("writes", "select public.write_probe() as k")):
+            add_job(c, slug, "runner_jobs:item_call", supports_params=True, max_attempts=1,
+                    items_source=json.dumps({"sql": query}))
+        runs = [c.execute("select etl.run_job(%s) as r", (s,)).fetchone()["r"] for s in ("escapes", "writes")]
+        start_runner(slots=2)
+        wait_for(lambda: all(finished(c, r) for r in runs), what="both runs to end")
+        got = [c.execute("select status, error_message from etl.runs where run_id = %s", (r,)).fetchone() for r in runs]
+        assert [g["status"] for g in got] == ["failed", "failed"], got
+        assert "multiple commands" in got[0]["error_message"]
+        assert "read-only transaction" in got[1]["error_message"]
+        assert c.execute("select count(*) as n from public.escape_probe").fetchone()["n"] == 0

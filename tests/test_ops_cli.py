@@ -462,6 +462,8 @@ def test_cancel_and_retry_a_pipeline_run(cli, diamond):
     assert f"pipeline run {pid} re-opened, now running" in res.output
     assert diamond.execute("select count(*) as n from etl.runs where pipeline_run_id = %s "
                            "and status in ('pending', 'queued')", (pid,)).fetchone()["n"] == 4
+    res = cli("retry", str(pid), "--pipeline", "--reason", "again")
+    assert res.exit_code == 1 and "no failed, cancelled or skipped run to re-open" in res.output, res.output
 
 
 def test_runs_show_says_what_a_pending_run_waits_for_and_a_cancel_not_taken(cli, diamond):

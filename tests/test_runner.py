@@ -560,3 +560,18 @@ def test_more_slots_than_parallel_jobs_open_no_useless_connections(db, start_run
         n = c.execute("select count(*) as n from pg_stat_activity where datname = current_database() "
                       "and application_name like 'etl-runner wide%%'").fetchone()["n"]
         assert n < 15, f"{n} connections for a bound of 3 runs"
+
+
+def test_the_lease_is_timed_by_the_database_clock_not_the_runners():
+    """A runner whose clock is a minute fast still heartbeats at a third of the lease the database gave."""
+    from datetime import datetime, timedelta, timezone
+
+    from python_runner.runner import Claimed, Runner
+
+    runner = Runner("host=/nonexistent dbname=none", slots=1, worker_id="skewed")
+    fields = dict(run_id=1, token=1, attempt_no=1, pipeline_run_id=1, job_id=1, job_slug="j", kind="python",
+                  target="m:f", params={}, cursor=None, dry_run=False, mode="incremental", logical_date=None,
+                  correlation_id=None, max_attempts=3, timeout_ms=1000,
+                  lease_expires_at=datetime.now(timezone.utc) - timedelta(seconds=30))  # as this runner sees it
+    assert runner._in_flight_of(Claimed(**fields, lease_left=30.0)).lease_seconds == 30.0
+    assert runner._in_flight_of(Claimed(**fields)).lease_seconds == 0.5  # (no database figure: its own clock)
