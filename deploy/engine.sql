@@ -34,6 +34,9 @@ COMMENT ON TABLE etl.run_slots IS
 COMMENT ON COLUMN etl.run_slots.retired IS 'Beyond a lowered parallel_jobs: no new claim takes it; it is removed when its run ends, and until then a slot freed elsewhere is removed in its stead.';
 INSERT INTO etl.run_slots (slot_no)
 SELECT g FROM pg_catalog.generate_series(1, (SELECT (value #>> '{}')::int FROM etl.settings WHERE name = 'parallel_jobs')) g;
+-- Every finish asks whether a slot is retired, under enable_seqscan = off: without an index that
+-- is a "disabled" seq scan whose cost (1e10) sets off JIT compilation, 100 ms a call.
+CREATE INDEX run_slots_retired_idx ON etl.run_slots (slot_no) WHERE retired;
 
 ALTER TABLE etl.run_attempts ADD COLUMN run_slot integer;
 COMMENT ON COLUMN etl.run_attempts.run_slot IS 'The etl.run_slots slot this attempt holds while running.';

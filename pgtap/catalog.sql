@@ -1,7 +1,7 @@
 -- Catalog rules: every etl function pins its search path, every API function is commented,
 -- SECURITY DEFINER only with a pinned path, and the per-role privilege matrix.
 BEGIN;
-SELECT plan(43);
+SELECT plan(44);
 
 SELECT is_empty($$
   SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -19,6 +19,11 @@ SELECT is_empty($$
   SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
    WHERE n.nspname = 'etl' AND obj_description(p.oid, 'pg_proc') IS NULL
 $$, 'every etl function has a COMMENT');
+
+SELECT is_empty($$
+  SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE n.nspname = 'etl' AND 'enable_seqscan=off' = ANY (p.proconfig) AND NOT 'jit=off' = ANY (p.proconfig)
+$$, 'a function that disables seq scans disables JIT too (a disabled scan''s cost would set JIT off: 100 ms a call)');
 
 SELECT is_empty($$
   SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

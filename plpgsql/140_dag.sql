@@ -131,6 +131,7 @@ set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one pe
 set enable_hashjoin = off   -- lookups of a few runs by key: index probes only (see etl.claim)
 set enable_mergejoin = off
 set enable_seqscan = off
+set jit = off  -- a disabled seq scan costs 1e10: JIT would compile it, 100 ms a call
 as $$
 declare
   v_child bigint;

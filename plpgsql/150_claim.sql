@@ -22,6 +22,7 @@ set plan_cache_mode = force_generic_plan
 set enable_hashjoin = off
 set enable_mergejoin = off
 set enable_seqscan = off
+set jit = off  -- a disabled seq scan costs 1e10: JIT would compile it, 100 ms a call
 as $$
 declare
   v_lock_key text;
@@ -352,6 +353,7 @@ language plpgsql
 security definer
 set search_path = ''
 set enable_seqscan = off  -- the lock by its attempt: an index probe (see etl.claim)
+set jit = off  -- a disabled seq scan costs 1e10: JIT would compile it, 100 ms a call
 as $$
 declare
   v_run etl.runs;

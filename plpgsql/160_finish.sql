@@ -90,6 +90,7 @@ set search_path = ''
 set enable_hashjoin = off   -- key lookups: index probes only (see etl.claim)
 set enable_mergejoin = off
 set enable_seqscan = off
+set jit = off  -- a disabled seq scan costs 1e10: JIT would compile it, 100 ms a call
 as $$
 declare
   v_status text := p_outcome ->> 'status';
@@ -518,6 +519,7 @@ set plan_cache_mode = force_generic_plan  -- arrays: one cached plan, not one pe
 set enable_hashjoin = off   -- lookups of a batch by key: index probes only (see etl.claim)
 set enable_mergejoin = off
 set enable_seqscan = off
+set jit = off  -- a disabled seq scan costs 1e10: JIT would compile it, 100 ms a call
 as $$
 declare
   v_row record;
