@@ -1,7 +1,7 @@
 -- Catalog rules: every etl function pins its search path, every API function is commented,
 -- SECURITY DEFINER only with a pinned path, and the per-role privilege matrix.
 BEGIN;
-SELECT plan(44);
+SELECT plan(46);
 
 SELECT is_empty($$
   SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -121,6 +121,9 @@ SELECT lives_ok($$INSERT INTO etl.job_dependencies (parent_job_id, child_job_id)
                   SELECT p.job_id, c.job_id FROM etl.jobs p, etl.jobs c
                    WHERE p.slug = 'catalog_op_job' AND c.slug = 'catalog_admin_job'$$, 'and their dependencies');
 SELECT throws_ok($$UPDATE etl.runs SET status = 'failed'$$, '42501', NULL, 'but no run history');
+SELECT throws_ok($$INSERT INTO etl.audit_log (actor, action, target_type) VALUES ('someone else', 'approve', 'pipeline_run')$$,
+                 '42501', NULL, 'nor the audit log, where an admin could sign as someone else');
+SELECT ok(etl.audit_definition_change('apply', '{"summary": "test"}') > 0, 'an admin audits a definition change through the API');
 RESET ROLE;
 
 -- Denial for real: a login-less role acting as viewer.

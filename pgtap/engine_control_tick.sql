@@ -52,7 +52,7 @@ SELECT is((SELECT count(*)::int FROM etl.audit_log WHERE action = 'cancel' AND t
     'and writes no audit row: nothing happened');
 
 CREATE TEMP TABLE ct_cp AS SELECT etl.trigger_pipeline(jobs => ARRAY['ct_a'], downstream => true) AS p;
-SELECT is(etl.cancel_pipeline((SELECT p FROM ct_cp), 'all of it'), 1, 'cancel_pipeline cancels the root; its descendants were skipped by that cancel and are not counted');
+SELECT is(etl.cancel_pipeline((SELECT p FROM ct_cp), 'all of it'), 3, 'cancel_pipeline counts every open run it closed: the root cancelled, its descendants skipped');
 SELECT is((SELECT array_agg(status ORDER BY run_id) FROM etl.runs WHERE pipeline_run_id = (SELECT p FROM ct_cp)),
     ARRAY['cancelled', 'skipped', 'skipped'], 'no run of the pipeline run is left unfinished: root cancelled, descendants skipped');
 SELECT is((SELECT status FROM etl.pipeline_runs WHERE pipeline_run_id = (SELECT p FROM ct_cp)), 'cancelled',

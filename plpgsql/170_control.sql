@@ -73,6 +73,7 @@ set search_path = ''
 as $$
 declare
   v_run bigint;
+  v_open bigint[];
   v_count integer := 0;
 begin
   perform etl._assert_primary();
@@ -82,27 +83,29 @@ begin
     raise exception 'pipeline run % does not exist', cancel_pipeline.pipeline_run_id
       using errcode = 'invalid_parameter_value';
   end if;
-  for v_run in
-    select r.run_id from etl.runs r
-     where r.pipeline_run_id = cancel_pipeline.pipeline_run_id and r.status in ('pending', 'queued', 'running')
-     order by r.run_id
-  loop
+  select pg_catalog.array_agg(r.run_id order by r.run_id) into v_open from etl.runs r
+   where r.pipeline_run_id = cancel_pipeline.pipeline_run_id and r.status in ('pending', 'queued', 'running');
+  foreach v_run in array coalesce(v_open, '{}') loop
     -- (A run an earlier cancel in this loop skipped is no longer open: etl.cancel leaves it be.)
-    if etl.cancel(v_run, cancel_pipeline.reason) in ('cancelled', 'cancel_requested') then
-      v_count := v_count + 1;
-    end if;
+    perform etl.cancel(v_run, cancel_pipeline.reason);
   end loop;
+  -- Every run that was open and is now closed (cancelled, or skipped as a cancelled run's
+  -- descendant) or asked to stop (running).
+  select pg_catalog.count(*) into v_count from etl.runs r
+   where r.run_id = any (coalesce(v_open, '{}'))
+     and (r.status not in ('pending', 'queued', 'running') or r.cancel_requested_at is not null);
   if v_count > 0 then
     insert into etl.audit_log (action, target_type, target_id, reason, details)
     values ('cancel_pipeline', 'pipeline_run', cancel_pipeline.pipeline_run_id::text, cancel_pipeline.reason,
-            pg_catalog.jsonb_build_object('runs_cancelled_or_marked', v_count));
+            pg_catalog.jsonb_build_object('runs_closed_or_asked_to_stop', v_count));
   end if;
   return v_count;
 end;
 $$;
 comment on function etl.cancel_pipeline(bigint, text) is
-  'Cancels every unfinished run of a pipeline run (see etl.cancel); returns how many were cancelled or '
-  'marked. Reason required; audited once for the pipeline run (and per run) when something was open.';
+  'Cancels every unfinished run of a pipeline run (see etl.cancel); returns how many of its open runs '
+  'it closed (cancelled, or skipped as a cancelled run''s descendants) or asked to stop (running). '
+  'Reason required; audited once for the pipeline run (and per run) when something was open.';
 
 create or replace function etl._reopen_run(p_run etl.runs, p_reason text, p_as_root boolean)
 returns void
@@ -364,6 +367,30 @@ comment on function etl.set_job_enabled(text, boolean, text) is
   'Enables or disables a job by slug (a disabled job is left out of schedules and tag/layer '
   'selections); reason is required and the change is audited with old and new values. Returns '
   'what enabled was before.';
+
+create or replace function etl.audit_definition_change(action text, details jsonb)
+returns bigint
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_id bigint;
+begin
+  if audit_definition_change.action is null or audit_definition_change.action not in ('apply', 'import_matviews') then
+    raise exception 'action must be apply or import_matviews, got %', coalesce('"' || audit_definition_change.action || '"', 'NULL')
+      using errcode = 'invalid_parameter_value';
+  end if;
+  insert into etl.audit_log (action, target_type, target_id, details)
+  values (audit_definition_change.action, 'definition', null, coalesce(audit_definition_change.details, '{}'))
+  returning audit_id into v_id;
+  return v_id;
+end;
+$$;
+comment on function etl.audit_definition_change(text, jsonb) is
+  'The audit row of a change to job definitions (etl apply, etl import matviews), written under the '
+  'session user: admins write the catalog tables, but not the audit log, where they could sign as '
+  'someone else. Returns the audit id.';
 
 create or replace function etl.next_wakeup()
 returns timestamptz

@@ -31,5 +31,5 @@ grant insert, update on etl.service_heartbeats to etl_runner;
 grant insert, update, delete on etl.jobs, etl.job_dependencies, etl.job_tags, etl.job_parameters, etl.schedules,
   etl.refresh_targets, etl.job_refresh_targets, etl.job_groups, etl.job_group_members, etl.job_lineage
   to etl_admin;
-grant insert on etl.audit_log to etl_admin;
+grant execute on function etl.audit_definition_change(text, jsonb) to etl_admin;
 grant execute on function etl.set_setting(text, jsonb, text), etl.tick() to etl_admin;

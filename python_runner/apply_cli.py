@@ -347,8 +347,7 @@ def apply_plan(conn: psycopg.Connection, defs: d.Definitions, plan: Plan) -> Non
                          (gids[g.name], ids[m], seq))
     for slug in st["prune"]:
         conn.execute("update etl.jobs set enabled = false, updated_at = now() where slug = %s", (slug,))
-    conn.execute("""insert into etl.audit_log (action, target_type, target_id, details)
-                    values ('apply', 'definition', null, %s)""",
+    conn.execute("select etl.audit_definition_change('apply', %s)",
                  (Jsonb({"summary": plan.summary(), "changes": [c.line() for c in plan.changes],
                          "files": defs.files}),))
 

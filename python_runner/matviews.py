@@ -91,7 +91,5 @@ def import_matviews(conn: psycopg.Connection, schemas: list[str] | None, link: b
                 if added:
                     out.links_added.append((slug, name))
         if out.added or out.links_added:
-            conn.execute("""insert into etl.audit_log (action, target_type, target_id, details)
-                            values ('import_matviews', 'definition', null, %s::jsonb)""",
-                         (Jsonb(out.as_dict()),))
+            conn.execute("select etl.audit_definition_change('import_matviews', %s)", (Jsonb(out.as_dict()),))
     return out

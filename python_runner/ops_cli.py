@@ -716,6 +716,12 @@ def runs_show(run_id: int, as_json: bool) -> None:
               join etl.runs p on p.run_id = d.parent_run_id join etl.jobs j on j.job_id = p.job_id
              where d.child_run_id = %s and p.status not in ('success', 'partial_success') order by p.run_id""",
                                    (run_id,)).fetchall() if run["status"] == "pending" else []
+        # A run alone waits for its parent jobs' latest runs (outside its pipeline run).
+        outside = conn.execute("""
+            select j.slug, l.run_id, l.status from etl.job_dependencies d join etl.jobs j on j.job_id = d.parent_job_id
+              left join lateral """ + latest_runs_sql("r.run_id, r.status", "d.parent_job_id", 1) + """ l on true
+             where d.child_job_id = %s order by j.slug""", (run["job_id"],)).fetchall() \
+            if run["status"] == "pending" and run["wait_until"] and not waiting_for else []
         # A full refresh requested with --request-approval: its runs stay pending until `etl approve`.
         awaiting_approval = conn.execute(
             "select status = 'awaiting_approval' as a from etl.pipeline_runs where pipeline_run_id = %s",
@@ -740,7 +746,7 @@ def runs_show(run_id: int, as_json: bool) -> None:
                   ("error", f"{fmt(run['error_category'])} {fmt(run['error_type'])}: {fmt(run['error_message'])}"
                    if run["error_category"] or run["error_message"] else "-")),
                  ("skip reason", fmt(run["skip_reason"])), ("reason", fmt(run["reason"])),
-                 *([("waiting for", _waiting_for(run, waiting_for))] if run["status"] == "pending" else []),
+                 *([("waiting for", _waiting_for(run, waiting_for, outside))] if run["status"] == "pending" else []),
                  *([("cancel", _cancel_not_taken(run))]
                    if run["cancel_requested_at"] and run["status"] != "cancelled" else []),
                  ("requested by", run["requested_by"])]
@@ -780,15 +786,19 @@ def runs_show(run_id: int, as_json: bool) -> None:
     click.echo("metrics: " + (json.dumps(run["metrics"], default=_jsonable) if run["metrics"] else "-"))
 
 
-def _waiting_for(run: dict, parents: list[dict]) -> str:
+def _waiting_for(run: dict, parents: list[dict], outside: list[dict]) -> str:
     """Why a pending run has not started: its unfinished or failed parents, or outside ones."""
+    def one(p: dict) -> str:
+        if p["run_id"] is None:
+            return f"{p['slug']} (never run)"
+        hint = f": etl retry {p['run_id']}" if p["status"] in ("failed", "cancelled", "skipped") else ""
+        return f"{p['slug']} run {p['run_id']} ({p['status']}{hint})"
     if parents:
-        def one(p: dict) -> str:
-            hint = f": etl retry {p['run_id']}" if p["status"] in ("failed", "cancelled", "skipped") else ""
-            return f"{p['slug']} run {p['run_id']} ({p['status']}{hint})"
         return ", ".join(one(p) for p in parents)
     if run["wait_until"]:
-        return f"its parents' latest runs outside this pipeline run to succeed, until {fmt(run['wait_until'])}"
+        late = [p for p in outside if p["status"] not in ("success", "partial_success")]
+        return (f"its parents' latest runs outside this pipeline run to succeed, until {fmt(run['wait_until'])}"
+                + (": " + ", ".join(one(p) for p in late) if late else ""))
     return "a runner (or its pipeline run's approval)"
 
 
@@ -828,8 +838,8 @@ def cancel_cmd(run_id: int, pipeline: bool, reason: str) -> None:
             if before in FINAL_STATUSES:
                 raise OpsError(f"pipeline run {run_id} is already {before}: nothing to cancel", EXIT_FAILED)
             n = conn.execute("select etl.cancel_pipeline(%s, %s) as n", (run_id, reason)).fetchone()["n"]
-            click.echo(f"pipeline run {run_id}: {n} run{'s' if n != 1 else ''} cancelled or asked to stop "
-                       f"(their pending descendants are skipped)")
+            click.echo(f"pipeline run {run_id}: {n} run{'s' if n != 1 else ''} cancelled, skipped (descendants of a "
+                       f"cancelled run) or asked to stop (running)")
             return
         before = _run_row(conn, run_id)["status"]
         if before in FINAL_STATUSES:
@@ -851,6 +861,7 @@ def cancel_cmd(run_id: int, pipeline: bool, reason: str) -> None:
 def approve_cmd(pipeline_run_id: int, reason: str, approver: str | None) -> None:
     """Approve a full refresh that awaits approval (etl.approve) and release its runs."""
     with connect() as conn:
+        _pipeline_status(conn, pipeline_run_id)
         released = conn.execute("select etl.approve(%s, %s, %s) as n",
                                 (pipeline_run_id, reason, approver)).fetchone()["n"]
     click.echo(f"pipeline run {pipeline_run_id} approved; {released} run(s) released")

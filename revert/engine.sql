@@ -31,7 +31,7 @@ BEGIN
        '_finalize_pipeline', '_replayed_pipeline_run', '_create_pipeline_run', '_select_jobs', 'trigger_pipeline', 'run_job',
        'claim', '_lock_current_attempt', 'heartbeat', 'classify_error', 'backoff_ms', '_finish',
        '_advance_cursor', '_tiebreak_after', '_raise_run_failed_alert', 'finish', 'finish_many', 'cancel',
-       'cancel_pipeline', '_require_reason', '_reopen_run', 'retry', 'retry_pipeline', '_refuse_unapproved_retry', '_approval_by_another_user', '_has_items_to_retry', 'set_setting', 'set_job_enabled', 'next_wakeup', 'next_lease_expiry', 'reap_expired_leases',
+       'cancel_pipeline', '_require_reason', '_reopen_run', 'retry', 'retry_pipeline', '_refuse_unapproved_retry', '_approval_by_another_user', '_has_items_to_retry', 'set_setting', 'set_job_enabled', 'audit_definition_change', 'next_wakeup', 'next_lease_expiry', 'reap_expired_leases',
        '_fire_schedule', '_reap_expired_leases', 'tick', 'backfill', '_release_roots', 'approve',
        '_cursor_for', '_materialize_items', 'start_items', 'finish_item', '_item_outcome',
        '_form_groups', '_group_claim_members', '_group_follow', '_group_leader_moved',

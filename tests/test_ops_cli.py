@@ -449,7 +449,7 @@ def test_cancel_and_retry_a_pipeline_run(cli, diamond):
     pid = diamond.execute("select etl.trigger_pipeline(jobs => array['a','b','c','d'], reason => 't') as p").fetchone()["p"]
     res = cli("cancel", str(pid), "--pipeline", "--reason", "wrong day")
     assert res.exit_code == 0, res.output
-    assert f"pipeline run {pid}: " in res.output and "cancelled or asked to stop" in res.output
+    assert f"pipeline run {pid}: 4 runs cancelled, skipped" in res.output, res.output
     assert diamond.execute("select status from etl.pipeline_runs where pipeline_run_id = %s", (pid,)).fetchone()["status"] \
         == "cancelled"
     assert diamond.execute("select count(*) as n from etl.runs where pipeline_run_id = %s "
@@ -457,6 +457,7 @@ def test_cancel_and_retry_a_pipeline_run(cli, diamond):
     res = cli("cancel", str(pid), "--pipeline", "--reason", "again")
     assert res.exit_code == 1 and "already cancelled" in res.output
     assert cli("cancel", "999999", "--pipeline", "--reason", "x").exit_code == 3
+    assert cli("approve", "999999", "--reason", "x").exit_code == 3
     res = cli("retry", str(pid), "--pipeline", "--reason", "right day after all")
     assert res.exit_code == 0, res.output
     assert f"pipeline run {pid} re-opened, now running" in res.output
@@ -482,7 +483,8 @@ def test_runs_show_says_what_a_pending_run_waits_for_and_a_cancel_not_taken(cli,
     assert "but the job ended failed before it stopped" in cli("runs", "show", str(runs["a"])).output
     # (a failed parent skips its descendants; a run triggered alone waits for the outside parent)
     res = cli("runs", "show", str(diamond.execute("select etl.run_job('b') as r").fetchone()["r"]))
-    assert re.search(r"waiting for +its parents' latest runs outside this pipeline run to succeed", res.output), res.output
+    assert re.search(rf"waiting for +its parents' latest runs outside this pipeline run to succeed, until .*: "
+                     rf"a run {runs['a']} \(failed: etl retry {runs['a']}\)", res.output), res.output
 
 
 def test_retry(cli, db, diamond):
