@@ -1,6 +1,6 @@
 """Orchestration overhead of real runners on a 72-job DAG and on a 72-step sequential chain.
 
-    .venv/bin/python bench/pipeline.py [--parallel 8] [--runners 2] [--repeat 3]
+    .venv/bin/python bench/pipeline.py [--parallel 8] [--runners 2] [--repeat 3] [--scale 1]
 
 1. A Bronze->Silver->Gold DAG of 72 jobs with fixed durations (100..400 ms, bench/bench_jobs.py),
    run by `--runners` real `etl runner` processes under parallel_jobs = `--parallel`. Prints the
@@ -14,6 +14,8 @@
    the slots: from run timestamps, they add up to the overhead), the trigger call's own time and
    the overhead counted from its return instead (the submission left out; the headline figure
    keeps it in), and what oldest-first claiming (the order before critical path first) would give.
+   --scale N multiplies the DAG's job durations (the target is stated for the short jobs of
+   scale 1; other scales show how the same absolute overhead weighs on longer jobs).
 2. A chain of 72 no-op jobs (c01 -> c02 -> ... -> c72): makespan / 72 is the per-step overhead
    (finish commit -> NOTIFY -> claim -> execute -> finish; target < 5 ms).
 """
@@ -250,9 +252,13 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--runners", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply the DAG's job durations (default 1: 100..400 ms)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     slugs, edges = dag_edges()
+    if args.scale <= 0:
+        raise SystemExit("--scale must be above 0")
+    os.environ["BENCH_DURATION_SCALE"] = repr(args.scale)  # (the runners inherit it: start_runners)
     setup(args.parallel)
     procs = start_runners(args.runners, max(1, args.parallel // args.runners))
     try:
@@ -279,7 +285,8 @@ def main() -> int:
     mid = sorted(dag, key=lambda d: d["makespan_ms"])[(len(dag) - 1) // 2]
     split = (mid["first_start_ms"], (mid["sum_duration_ms"] - work) / args.parallel,
              mid["free_queued_ms"] / args.parallel, (mid["free_empty_ms"] - (best * args.parallel - work)) / args.parallel)
-    print(f"\npipeline benchmark: {args.runners} runners, parallel_jobs={args.parallel}, {args.repeat} repetitions (median)")
+    print(f"\npipeline benchmark: {args.runners} runners, parallel_jobs={args.parallel}, {args.repeat} repetitions (median)"
+          + (f", job durations x{args.scale:g}" if args.scale != 1 else ""))
     rows = [
         ("72-job DAG: status of every repetition", ",".join(d["status"] for d in dag), "success"),
         ("  child started before a parent ended (violations)", str(sum(d["order_violations"] for d in dag)), "0"),
