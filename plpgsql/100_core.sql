@@ -172,6 +172,30 @@ begin
   end if;
 end;
 $$;
+-- Called by a finish only while some slot is retired (the common finish never gets here).
+create or replace function etl._free_slots_for_retired(p_freed integer[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_slot integer;
+begin
+  -- A lowered parallel_jobs whose retired slots are still busy: each slot just freed goes in the
+  -- stead of one of them (which stays, active), so no claim exceeds the new bound meanwhile.
+  for v_slot in select s.slot_no from etl.run_slots s where s.slot_no = any (p_freed) order by s.slot_no loop
+    update etl.run_slots s set retired = false
+     where s.slot_no = (select r.slot_no from etl.run_slots r where r.retired
+                         order by r.slot_no limit 1 for update skip locked);
+    exit when not found;
+    delete from etl.run_slots s where s.slot_no = v_slot;
+  end loop;
+end;
+$$;
+comment on function etl._free_slots_for_retired(integer[]) is
+  'Removes the freed slots p_freed in the stead of busy retired ones, which become active: the pool '
+  'shrinks to a lowered parallel_jobs as runs end, whichever end first. Internal.';
+
 comment on function etl._resize_slots(integer) is
   'Makes the pool p_size slots: grows by reviving retired slots, then new ones; shrinks by removing '
   'free slots, then retiring busy ones (removed when freed; until then each slot freed elsewhere '

@@ -179,14 +179,7 @@ begin
   if v_retired then
     delete from etl.run_slots s where s.slot_no = v_attempt.run_slot;
   elsif exists (select 1 from etl.run_slots s where s.retired) then
-    -- A lowered parallel_jobs whose retired slots are still busy: this freed slot goes in the
-    -- stead of one of them (which stays, active), so no claim exceeds the new bound meanwhile.
-    update etl.run_slots s set retired = false
-     where s.slot_no = (select r.slot_no from etl.run_slots r where r.retired
-                         order by r.slot_no limit 1 for update skip locked);
-    if found then
-      delete from etl.run_slots s where s.slot_no = v_attempt.run_slot;
-    end if;
+    perform etl._free_slots_for_retired(array[v_attempt.run_slot]);
   end if;
 
   -- A transient failure with attempts and time left goes back to the queue after a backoff.
@@ -413,7 +406,6 @@ declare
   v_now timestamptz := pg_catalog.clock_timestamp();  -- see etl.claim: clock, not transaction start
   v_slots integer[];
   v_retired integer[];
-  v_slot integer;
   v_pipeline bigint;
   v_row record;
 begin
@@ -448,15 +440,8 @@ begin
   if v_retired is not null then
     delete from etl.run_slots s where s.slot_no = any (v_retired);
   end if;
-  -- Each freed slot goes in the stead of a retired one still busy (see etl._finish).
   if exists (select 1 from etl.run_slots s where s.retired) then
-    for v_slot in select s.slot_no from etl.run_slots s where s.slot_no = any (v_slots) order by s.slot_no loop
-      update etl.run_slots s set retired = false
-       where s.slot_no = (select r.slot_no from etl.run_slots r where r.retired
-                           order by r.slot_no limit 1 for update skip locked);
-      exit when not found;
-      delete from etl.run_slots s where s.slot_no = v_slot;
-    end loop;
+    perform etl._free_slots_for_retired(v_slots);
   end if;
 
   with done as (

@@ -26,7 +26,7 @@ BEGIN
       JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
      WHERE n.nspname = 'etl' AND p.proname IN (
        '_assert_primary', '_record_transition', '_notify_runnable', '_run_transition_is_legal',
-       '_check_run_transition', '_resize_slots', '_is_iso_date', '_is_iso_timestamp', '_validate_params', '_refuse_dependency_cycle',
+       '_check_run_transition', '_resize_slots', '_free_slots_for_retired', '_is_iso_date', '_is_iso_timestamp', '_validate_params', '_refuse_dependency_cycle',
        '_latest_run_succeeded', '_try_release', '_release_children', '_skip_descendants',
        '_finalize_pipeline', '_replayed_pipeline_run', '_create_pipeline_run', '_select_jobs', 'trigger_pipeline', 'run_job',
        'claim', '_lock_current_attempt', 'heartbeat', 'classify_error', 'backoff_ms', '_finish',

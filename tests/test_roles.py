@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from python_runner.cli import main
-from test_runner import pipeline_status, start_runner, wait_for  # noqa: F401 (fixture)
+from test_execution import CALLS
+from test_runner import add_timed_job, pipeline_status, start_runner, wait_for  # noqa: F401 (fixture)
 
 DEFS = """
 jobs:
@@ -43,10 +44,8 @@ def logins(db):
     with db.connect() as c:
         for role, name in names.items():
             c.execute(f"create role {name} login in role etl_{role}")
+        c.execute(CALLS)
         c.execute("""
-create table public.test_calls (
-  call_id bigint generated always as identity primary key, run_id bigint, attempt_no int,
-  item_no int, params jsonb, at timestamptz default clock_timestamp());
 create schema roles_wh;
 create table roles_wh.loaded (n int);
 create function roles_wh.load() returns int language sql as $$ insert into roles_wh.loaded values (1) returning 1 $$;
@@ -104,10 +103,7 @@ def test_a_runner_cut_off_past_its_lease_keeps_its_run(db, logins, start_runner)
     import time
 
     with db.connect() as c:
-        c.execute("insert into etl.jobs (slug, name, kind, target, lease_duration) "
-                  "values ('cut_off', 'cut off', 'python', 'runner_jobs:slow', '2 seconds')")
-        c.execute("insert into etl.job_parameters (job_id, name, data_type) "
-                  "select job_id, 'seconds', 'number' from etl.jobs where slug = 'cut_off'")
+        add_timed_job(c, "cut_off", "runner_jobs:slow", lease_duration="2 seconds")
         run = c.execute("""select etl.run_job('cut_off', '{"seconds": 7}') as r""").fetchone()["r"]
         start_runner(slots=2, worker="runner-cut", dsn=logins["runner"])
         wait_for(lambda: c.execute("select status from etl.runs where run_id = %s", (run,)).fetchone()["status"]
